@@ -1,0 +1,1 @@
+"""The `evesnap` command line."""
