@@ -206,7 +206,8 @@ def load_backends(
             backend = _register(registry.pm, name, factory, context, window, record)
         except Exception as exc:  # one broken backend never stops the others
             record.status = "failed"
-            record.error = record.error or f"{type(exc).__name__}: {exc}"
+            detail = str(exc) if isinstance(exc, EvesnapError) else f"{type(exc).__name__}: {exc}"
+            record.error = record.error or detail
             log.warning("backend %s (%s) refused: %s", name, dist, record.error)
             continue
         registry.backends[name] = backend

@@ -1,0 +1,1 @@
+"""evesnap-zfs: ZFS zvol snapshots for evesnap through libzfs_core (pyzfs)."""
