@@ -37,9 +37,10 @@ def cli(ctx: click.Context, persist: Path | None, verbose: int) -> None:
 
 
 def _register_commands() -> None:
-    from evesnap_core.cli import plugins_cmd
+    from evesnap_core.cli import conformance_cmd, plugins_cmd
 
     cli.add_command(plugins_cmd.plugins)
+    cli.add_command(conformance_cmd.conformance)
 
 
 _register_commands()

@@ -1,0 +1,185 @@
+"""What a backend author supplies so that the conformance suite can drive a backend.
+
+The suite never trusts the backend to check itself: it writes and reads volume
+bytes through the harness (qemu-io, plain file I/O, O_DIRECT on a device), and
+loads the backend the way the agent does, through its entry point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from evesnap_core.backend import Backend
+from evesnap_core.discovery import load_backends
+from evesnap_core.handler_types import ReadOnlyExport, VolumeHandle, VolumeSpec
+from evesnap_core.process import run
+
+MIB = 1024 * 1024
+
+
+class Harness:
+    """Subclass this for your backend; override the abstract I/O methods.
+
+    One harness object serves one test: `workdir` is that test's own folder.
+    """
+
+    backend_name: ClassVar[str] = ""
+    volume_format: ClassVar[str] = ""
+    volume_size: ClassVar[int] = 8 * MIB
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.persist = workdir / "persist"
+        self.persist.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.runtime_dir = workdir / "run"
+        self.runtime_dir.mkdir(exist_ok=True, mode=0o700)
+
+    # ------------------------------------------------------------ the backend
+
+    def environ(self) -> Mapping[str, str]:
+        """Environment the backend's options are read from (EVESNAP_<NAME>_<KEY>)."""
+        return {k: v for k, v in os.environ.items() if not k.startswith("EVESNAP_BLOCK")}
+
+    def load(self) -> Backend:
+        """A NEW backend object, loaded through its entry point, as the agent loads it."""
+        registry = load_backends(self.persist, environ=self.environ())
+        return registry.get(self.backend_name)
+
+    def volume_spec(self, size: int | None = None, generation: int = 0) -> VolumeSpec:
+        return VolumeSpec(
+            uuid=uuid.uuid4(),
+            generation=generation,
+            format=self.volume_format,
+            size_bytes=size or self.volume_size,
+            backend=self.backend_name,
+        )
+
+    def new_volume(self, backend: Backend, size: int | None = None) -> VolumeHandle:
+        """A fresh, empty volume of this backend's kind."""
+        return backend.create_volume(self.volume_spec(size))
+
+    # ------------------------------------------------------------ bytes, outside the backend
+
+    def write(self, volume: VolumeHandle, offset: int, data: bytes) -> None:
+        """Write `data` into the volume without going through the backend's hooks."""
+        raise NotImplementedError
+
+    def read(self, volume: VolumeHandle, offset: int, length: int) -> bytes:
+        """Read the volume's bytes without going through the backend's hooks."""
+        raise NotImplementedError
+
+    def read_export(self, export: ReadOnlyExport, offset: int, length: int) -> bytes:
+        """Read through a read-only export with standard tools."""
+        if export.kind == "path" and export.format == "raw":
+            with open(export.path, "rb") as f:
+                f.seek(offset)
+                return f.read(length)
+        return qemu_io_read(_export_target(export), export.format, offset, length)
+
+    def write_export(self, export: ReadOnlyExport, offset: int, data: bytes) -> None:
+        """Try to write through an export; must raise because exports are read-only."""
+        if export.kind == "path":
+            with open(export.path, "r+b") as f:
+                f.seek(offset)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return
+        qemu_io_write(_export_target(export), export.format, offset, data)
+
+    # ------------------------------------------------------------ optional
+
+    @contextlib.contextmanager
+    def attached(self, volumes: Sequence[VolumeHandle]) -> Iterator[list[VolumeHandle] | None]:
+        """Hold `volumes` in a running VM and yield their attached handles, or None
+        when this harness cannot run VMs (live cases are then skipped)."""
+        yield None
+
+    def write_attached(self, volume: VolumeHandle, offset: int, data: bytes) -> None:
+        """Write into a volume that a running VM holds (e.g. HMP qemu-io)."""
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Release whatever the harness made outside `workdir`."""
+
+
+def _export_target(export: ReadOnlyExport) -> str:
+    if export.kind == "nbd":
+        return export.uri or f"nbd+unix:///?socket={export.path}"
+    return str(export.path)
+
+
+def _qemu_io_args(target: str, fmt: str, read_only: bool) -> list[str]:
+    args = ["qemu-io"]
+    if read_only:
+        args.append("-r")
+    if target.startswith("nbd"):
+        return [*args, "-f", "raw", target]
+    return [*args, "-f", fmt, str(Path(target).resolve())]
+
+
+def qemu_io_read(target: str, fmt: str, offset: int, length: int) -> bytes:
+    """Read bytes of an image (any format qemu knows, or an NBD uri) with qemu's own
+    tools: the image is converted to a raw temporary file and the range sliced out.
+    (``qemu-img dd`` would be cheaper, but its ``count`` changed meaning between
+    QEMU versions.)"""
+    is_nbd = target.startswith("nbd")
+    source = target if is_nbd else str(Path(target).resolve())
+    with tempfile.TemporaryDirectory(prefix="evesnap-read-") as tmp:
+        out = Path(tmp) / "image.raw"
+        run(
+            ["qemu-img", "convert", "-U", "-f", "raw" if is_nbd else fmt, "-O", "raw", source, str(out)],
+            timeout=300,
+        )
+        with open(out, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+    if len(data) != length:
+        raise AssertionError(f"read {len(data)} bytes at {offset} from {target}, wanted {length}")
+    return data
+
+
+def qemu_io_write(target: str, fmt: str, offset: int, data: bytes) -> None:
+    """Write `data` at `offset` with qemu-io (from a temporary file, any bytes)."""
+    args = _qemu_io_args(target, fmt, read_only=False)
+    # qemu-io writes patterns, not arbitrary bytes: write byte runs pattern by pattern
+    for start, value, length in _runs(data):
+        run([*args, "-c", f"write -P {value} {offset + start} {length}"], timeout=120)
+
+
+def _runs(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(start, byte value, length) runs of equal bytes."""
+    i = 0
+    while i < len(data):
+        j = i
+        while j < len(data) and data[j] == data[i]:
+            j += 1
+        yield i, data[i], j - i
+        i = j
+
+
+def pattern(seed: int, length: int) -> bytes:
+    """Bytes made of a few long runs: cheap to write with qemu-io, easy to tell apart."""
+    runs = 4
+    chunk = max(1, length // runs)
+    out = bytearray()
+    for k in range(runs):
+        value = (seed * 37 + k * 11 + 1) % 251 + 1
+        out.extend(bytes([value]) * (chunk if k < runs - 1 else length - chunk * (runs - 1)))
+    return bytes(out)
+
+
+def first_difference(a: bytes, b: bytes) -> str:
+    """Where two byte strings first differ, for assertion messages."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return f"first difference at offset {i}: {x:#04x} != {y:#04x}"
+    if len(a) != len(b):
+        return f"lengths differ: {len(a)} != {len(b)}"
+    return "identical"
