@@ -1,0 +1,1 @@
+"""The orchestrator: reconciles apps, volumes and snapshots to the controller config."""

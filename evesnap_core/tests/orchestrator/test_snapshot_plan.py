@@ -1,0 +1,109 @@
+"""The reference's snapshot rules, one by one, on the pure planner."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from evesnap_core.model.config import InstanceOpsCmd, SnapshotConfig, SnapshotDesc, SnapshotType
+from evesnap_core.orchestrator.snapshot_plan import KnownSnapshot, plan_snapshots
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+IDS = [str(uuid.UUID(int=i + 1)) for i in range(10)]
+UPDATE = SnapshotType.SNAPSHOT_TYPE_APP_UPDATE
+
+
+def avail(i: int, minutes: int = 0) -> KnownSnapshot:
+    return KnownSnapshot(IDS[i], UPDATE, "available", T0 + timedelta(minutes=minutes))
+
+
+def req(i: int) -> KnownSnapshot:
+    return KnownSnapshot(IDS[i], UPDATE, "requested", T0)
+
+
+def config(*ids: int, max_snapshots: int = 10, counter: int = 0, active: int | None = None) -> SnapshotConfig:
+    return SnapshotConfig(
+        snapshots=[SnapshotDesc(id=uuid.UUID(IDS[i]), type=UPDATE) for i in ids],
+        max_snapshots=max_snapshots,
+        rollback_cmd=InstanceOpsCmd(counter=counter),
+        active_snapshot=IDS[active] if active is not None else "",
+    )
+
+
+def test_new_ids_are_requests_and_known_ids_are_idempotent() -> None:
+    plan = plan_snapshots([avail(0)], config(0, 1), last_rollback_counter=0)
+    assert [str(d.id) for d in plan.new_requests] == [IDS[1]]
+    assert plan.delete == [] and plan.cancel == [] and plan.rollback_to is None
+
+
+def test_removed_available_snapshot_is_deleted() -> None:
+    plan = plan_snapshots([avail(0), avail(1, 5)], config(1), last_rollback_counter=0)
+    assert plan.delete == [IDS[0]]
+
+
+def test_no_snapshot_section_deletes_all_and_cancels_requests() -> None:
+    plan = plan_snapshots([avail(0), req(1)], None, last_rollback_counter=0)
+    assert plan.delete == [IDS[0]] and plan.cancel == [IDS[1]]
+
+
+def test_removed_request_is_cancelled() -> None:
+    plan = plan_snapshots([req(0)], config(), last_rollback_counter=0)
+    assert plan.cancel == [IDS[0]]
+
+
+def test_max_evicts_oldest_available_first_even_the_active_one() -> None:
+    known = [avail(0, minutes=30), avail(1, minutes=10), avail(2, minutes=20)]
+    plan = plan_snapshots(known, config(0, 1, 2, 3, max_snapshots=3), last_rollback_counter=0)
+    assert plan.delete == [IDS[1]]  # the oldest by creation time, not by list order
+    assert [str(d.id) for d in plan.new_requests] == [IDS[3]]
+    assert plan.warnings == ["Too many snapshots requested. Max allowed: 3"]
+
+
+def test_max_then_trims_new_requests_from_the_tail_then_requested() -> None:
+    plan = plan_snapshots([req(0)], config(0, 1, 2, 3, max_snapshots=1), last_rollback_counter=0)
+    assert plan.new_requests == []  # 3 new ones trimmed from the tail
+    assert plan.cancel == []  # still 1 == max with the requested one
+    plan = plan_snapshots([req(0), req(1)], config(0, 1, 2, max_snapshots=1), last_rollback_counter=0)
+    assert plan.new_requests == [] and plan.cancel == [IDS[0]]
+
+
+def test_deletions_count_before_the_limit() -> None:
+    plan = plan_snapshots([avail(0), avail(1, 1)], config(1, 2, max_snapshots=2), last_rollback_counter=0)
+    assert plan.delete == [IDS[0]] and [str(d.id) for d in plan.new_requests] == [IDS[2]]
+    assert plan.warnings == []
+
+
+def test_max_zero_deletes_all() -> None:
+    plan = plan_snapshots([avail(0), req(1)], config(0, 1, 2, max_snapshots=0), last_rollback_counter=0)
+    assert plan.delete == [IDS[0]] and plan.cancel == [IDS[1]] and plan.new_requests == []
+
+
+def test_rollback_fires_only_on_a_strictly_greater_counter() -> None:
+    known = [avail(0)]
+    assert plan_snapshots(known, config(0, counter=3, active=0), 3).rollback_to is None
+    assert plan_snapshots(known, config(0, counter=2, active=0), 3).rollback_to is None
+    plan = plan_snapshots(known, config(0, counter=4, active=0), 3)
+    assert plan.rollback_to == IDS[0] and plan.rollback_counter == 4
+
+
+def test_first_sight_of_an_app_remembers_the_counter_without_rollback() -> None:
+    plan = plan_snapshots([avail(0)], config(0, counter=9, active=0), last_rollback_counter=None)
+    assert plan.rollback_to is None and plan.rollback_counter == 9
+
+
+def test_rollback_to_unknown_snapshot_is_an_error_and_stops_processing() -> None:
+    plan = plan_snapshots([avail(0), avail(1)], config(0, 2, counter=1, active=5), 0)
+    assert plan.error is not None and IDS[5] in plan.error
+    assert plan.new_requests == [] and plan.delete == [] and plan.rollback_counter == 1
+
+
+def test_rollback_to_a_requested_but_not_taken_snapshot_is_an_error() -> None:
+    plan = plan_snapshots([req(0)], config(0, counter=1, active=0), 0)
+    assert plan.error is not None
+
+
+def test_eviction_spares_the_rollback_target() -> None:
+    known = [avail(0, minutes=0), avail(1, minutes=5)]
+    plan = plan_snapshots(known, config(0, 1, 2, max_snapshots=2, counter=1, active=0), 0)
+    assert plan.rollback_to == IDS[0]
+    assert plan.delete == [IDS[1]]
