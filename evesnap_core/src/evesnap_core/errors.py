@@ -159,3 +159,7 @@ class LockHeld(EvesnapError):
         self.pid = pid
         holder = f"process {pid}" if pid else "another process"
         super().__init__(f"{path} is locked by {holder}; only one evesnap agent may use it")
+
+
+class AppRuntimeError(EvesnapError):
+    """The app runtime failed to start, stop or describe an app."""

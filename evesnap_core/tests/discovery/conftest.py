@@ -142,7 +142,8 @@ class PluginVenv:
             from pathlib import Path
             from evesnap_core.discovery import load_backends
             from evesnap_core.plugin_api import ApiWindow
-            reg = load_backends(Path(tempfile.mkdtemp()), window=ApiWindow({version}, {age}))
+            with tempfile.TemporaryDirectory() as tmp:
+                reg = load_backends(Path(tmp), window=ApiWindow({version}, {age}))
             print(json.dumps({{n: r.as_dict() for n, r in reg.records.items()}}))
             """)
         result = self.run(self.python, "-c", code, env=env)
