@@ -165,8 +165,7 @@ def test_group_fallback_undoes_a_partial_group(loaded: Any) -> None:
     assert [i.volume for i in infos] == [a.uuid, b.uuid]
 
 
-def test_claim_picks_the_backend_or_says_none_claims(tmp_path: Path, loaded: Any) -> None:
-    backend, _ = loaded
+def test_claim_picks_the_backend_or_says_none_claims(tmp_path: Path) -> None:
     registry = load_backends(tmp_path, extra=[("memory", MemoryBackend)], environ={})
     assert registry.claim(spec()).name == "memory"
     with pytest.raises(VolumeNotFound, match="no available backend claims a nosuchformat volume"):
