@@ -37,7 +37,7 @@ class VolumeContentOriginType(enum.IntEnum):
 
 
 class Format(enum.IntEnum):
-    """devcommon.proto's image format of a content tree."""
+    """storage.proto's image format of a content tree."""
 
     FmtUnknown = 0
     RAW = 1
@@ -49,7 +49,7 @@ class Format(enum.IntEnum):
     VHDX = 7
     CONTAINER = 8
     ISO = 9
-    PVMERAW = 10
+    PVC = 10
 
 
 SnapshotTypeField = Annotated[SnapshotType, enum_parser(SnapshotType), ENUM_AS_NAME]
