@@ -242,3 +242,8 @@ def test_fuzzed_configs_parse_or_are_refused_naming_a_field(data: dict[str, Any]
 def test_arbitrary_json_never_crashes_the_parser(value: Any) -> None:
     with contextlib.suppress(ConfigError):
         parse_model(AppInstanceConfig, value)
+
+
+def test_a_field_given_under_both_names_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^apps\[0\]\.snapshot\.rollbackCmd: given twice"):
+        parse_model(DeviceConfig, _mutate(["apps", 0, "snapshot", "rollback_cmd"], {"counter": 1}))

@@ -20,7 +20,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    model_validator,
 )
+
+from evesnap_core.model.errors import field_error
 
 UINT32_MAX = 2**32 - 1
 INT64_MAX = 2**63 - 1
@@ -128,6 +131,19 @@ class ProtoMessage(BaseModel):
         use_enum_values=False,
         validate_default=False,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_per_field(cls, data: Any) -> Any:
+        """A field given under both its names is ambiguous: proto3 parsers refuse it."""
+        if isinstance(data, dict):
+            for info in cls.model_fields.values():
+                alias = info.validation_alias
+                if isinstance(alias, AliasChoices):
+                    given = [str(c) for c in alias.choices if c in data]
+                    if len(given) > 1:
+                        raise field_error(json_name(given[0]), f"given twice, as {' and '.join(given)}")
+        return data
 
     def to_json_dict(self) -> dict[str, Any]:
         """The message in the proto3 JSON mapping, ready for json.dumps."""
