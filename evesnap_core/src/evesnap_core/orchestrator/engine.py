@@ -1,0 +1,635 @@
+"""The orchestrator: reconcile apps, volumes and snapshots to the controller config.
+
+One call of `Orchestrator.reconcile` does, app by app (a failure in one app is
+reported on that app and never stops the others):
+
+1. plan the snapshot section (`snapshot_plan`): new requests, deletions,
+   cancellations, ``max_snapshots``, the rollback counter;
+2. a rollback, when one fired: stop the app, roll every volume back, restore
+   the snapshot's config (with the reference's fixups), start it again;
+3. volumes: create every generation the config names, from content or blank;
+4. an update (new version, new volume generations, purge counter): stop the
+   app, carry out pending deletions first, take the requested app-update
+   snapshots of the PRE-update volumes (a replaced generation is retired into
+   its snapshot, not copied), switch to the new volumes, start;
+5. immediate snapshots: live and without any downtime when every volume's
+   backend can (QMP), otherwise stop, snapshot, start;
+6. deletions wait for the next stop, unless the app is stopped or every backend
+   deletes live; a failed deletion is reported on its snapshot and retried;
+7. volume generations nothing uses any more (no config, no snapshot) are
+   destroyed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuidlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from uuid import UUID
+
+from evesnap_core.backend import Backend
+from evesnap_core.discovery import Registry
+from evesnap_core.errors import ConfigError, EvesnapError, NotFound
+from evesnap_core.handler_types import Capability, LiveAttachment, SnapshotInfo, VolumeHandle, VolumeSpec
+from evesnap_core.model.config import (
+    AppInstanceConfig,
+    DeviceConfig,
+    SnapshotConfig,
+    SnapshotDesc,
+    SnapshotType,
+    Volume,
+)
+from evesnap_core.model.info import (
+    UsageInfo,
+    VolumeResources,
+    ZInfoApp,
+    ZInfoSnapshot,
+    ZInfoVolume,
+    ZSwState,
+)
+from evesnap_core.orchestrator.content import ContentResolver
+from evesnap_core.orchestrator.records import (
+    AppRecord,
+    Problem,
+    SnapshotOrigin,
+    SnapshotRecord,
+    VolumeRecord,
+    VolumeSnapshot,
+    utcnow,
+)
+from evesnap_core.orchestrator.snapshot_plan import KnownSnapshot, plan_snapshots
+from evesnap_core.orchestrator.store import MemoryStore, OrchestratorStore
+from evesnap_core.runtime_hookspecs import AppSpec
+from evesnap_core.runtimes.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reports:
+    apps: list[ZInfoApp] = field(default_factory=list)
+    volumes: list[ZInfoVolume] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, list[dict[str, object]]]:
+        return {
+            "apps": [a.to_json_dict() for a in self.apps],
+            "volumes": [v.to_json_dict() for v in self.volumes],
+        }
+
+
+def fixup_restored_config(
+    snapshot_config: AppInstanceConfig, current: AppInstanceConfig
+) -> AppInstanceConfig:
+    """The reference's rollback fixups: the snapshot's config, with the snapshot list
+    and the restart and purge counters of the current config."""
+    data = snapshot_config.model_copy(deep=True)
+    snap = data.snapshot or SnapshotConfig()
+    current_list = current.snapshot.snapshots if current.snapshot else []
+    data.snapshot = snap.model_copy(update={"snapshots": list(current_list)})
+    data.restart = current.restart
+    data.purge = current.purge
+    return data
+
+
+def volume_keys(config: AppInstanceConfig) -> list[str]:
+    """The volume generations an app config uses, in its order (first = boot disk)."""
+    return [f"{ref.uuid}#{ref.generation_count}" for ref in config.volume_ref_list]
+
+
+def _counter(cmd: object) -> int:
+    return int(getattr(cmd, "counter", 0) or 0)
+
+
+class Orchestrator:
+    """Reconciles to a DeviceConfig; keeps the records; produces the reports."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        runtime: Runtime,
+        resolver: ContentResolver | None = None,
+        store: OrchestratorStore | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        self.registry = registry
+        self.runtime = runtime
+        self.resolver = resolver or ContentResolver()
+        self.store = store or MemoryStore()
+        self.clock = clock
+        self.stop_timeout = stop_timeout
+        self.apps, self.volumes = self.store.load()
+        self.device: DeviceConfig = DeviceConfig()
+
+    # ================================================================ reconcile
+
+    def reconcile(self, device: DeviceConfig) -> Reports:
+        """Bring the device to `device`; return the reports."""
+        self.device = device
+        for volume in device.volumes:
+            self._guard_volume(volume.uuid, partial(self._ensure_config_volume, volume))
+        wanted = {app.uuid for app in device.apps}
+        for app in device.apps:
+            record = self.apps.get(app.uuid) or AppRecord(uuid=app.uuid)
+            self.apps[app.uuid] = record
+            self._guard_app(record, partial(self._reconcile_app, record, app))
+        for gone in [u for u in self.apps if u not in wanted]:
+            record = self.apps[gone]
+            self._guard_app(record, partial(self._remove_app, record))
+        self._release_unused_volumes()
+        return self.reports()
+
+    def _guard_app(self, record: AppRecord, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except EvesnapError as exc:
+            log.warning("app %s: %s", record.uuid, exc)
+            record.problems.append(Problem(description=str(exc), time=self.clock()))
+            self.store.save_app(record)
+        except Exception as exc:  # one app's bad data never takes the agent down
+            log.exception("app %s: unexpected failure", record.uuid)
+            record.problems.append(
+                Problem(description=f"internal error: {type(exc).__name__}: {exc}", time=self.clock())
+            )
+            self.store.save_app(record)
+
+    def _guard_volume(self, volume_uuid: UUID, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except EvesnapError as exc:
+            log.warning("volume %s: %s", volume_uuid, exc)
+
+    def _reconcile_app(self, record: AppRecord, config: AppInstanceConfig) -> None:
+        record.config = config
+        record.name = config.displayname
+        record.problems = []
+        plan = plan_snapshots(self._known(record), config.snapshot, record.last_rollback_counter)
+        if plan.rollback_counter is not None:
+            record.last_rollback_counter = plan.rollback_counter
+        if plan.error:
+            record.problems.append(Problem(description=plan.error, time=self.clock()))
+            self.store.save_app(record)
+            return
+        record.problems.extend(
+            Problem(description=w, severity="warning", time=self.clock()) for w in plan.warnings
+        )
+        for sid in plan.cancel:
+            self._forget_snapshot(record, sid)
+        for sid in plan.delete:
+            record.snapshots[sid].state = "deleting"
+            self.store.save_snapshot(record.snapshots[sid])
+        for desc in plan.new_requests:
+            self._add_request(record, desc, "controller")
+        if plan.rollback_to:
+            record.rollback_target = plan.rollback_to
+        self.store.save_app(record)
+        self._converge(record)
+
+    # ================================================================ the app's steps
+
+    def _converge(self, record: AppRecord) -> None:
+        if record.rollback_target:
+            self._rollback(record, record.rollback_target)
+        target = self._target_config(record)
+        self._ensure_app_volumes(target)
+        running = self.runtime.state(record.uuid) == "running"
+        update = record.deployed is not None and self._is_update(record.deployed, target)
+        immediate = [s for s in self._requested(record) if s.type == SnapshotType.SNAPSHOT_TYPE_IMMEDIATE]
+        if immediate and running and not update and self._all_live(record, Capability.LIVE_SNAPSHOT):
+            attachments = self.runtime.attachments(record.uuid)
+            for snap in immediate:
+                self._take_snapshot(record, snap, attachments=attachments)
+            immediate = []
+        deleting = [s for s in record.snapshots.values() if s.state == "deleting"]
+        if deleting and running and self._all_live(record, Capability.LIVE_DELETE):
+            attachments = self.runtime.attachments(record.uuid)
+            for snap in deleting:
+                self._delete_snapshot(record, snap, attachments=attachments)
+            deleting = []
+        first_deploy = record.deployed is None
+        restart = record.deployed is not None and _counter(target.restart) > _counter(record.deployed.restart)
+        if running and (update or immediate or restart or not target.activate):
+            self._stop(record)
+            running = False
+        if not running:
+            for snap in deleting:
+                self._delete_snapshot(record, snap)  # deletions before creations
+            if update and record.deployed is not None:
+                retiring = set(volume_keys(record.deployed)) - set(volume_keys(target))
+                for snap in self._requested(record):
+                    if snap.type != SnapshotType.SNAPSHOT_TYPE_IMMEDIATE:
+                        self._take_snapshot(record, snap, retiring=retiring)
+            for snap in immediate:
+                self._take_snapshot(record, snap)
+            if update or first_deploy or restart or record.deployed != target:
+                record.deployed = target
+            self.store.save_app(record)
+        if target.activate and not running:
+            self.runtime.start(self._app_spec(record, target))
+        self.store.save_app(record)
+
+    def _target_config(self, record: AppRecord) -> AppInstanceConfig:
+        """The controller's config, unless a rollback's restored config still has priority."""
+        assert record.config is not None
+        if record.restored is not None:
+            if record.config.version == record.rolled_back_from:
+                return fixup_restored_config(record.restored, record.config)
+            record.restored = None
+            record.rolled_back_from = None
+        return record.config
+
+    @staticmethod
+    def _is_update(deployed: AppInstanceConfig, target: AppInstanceConfig) -> bool:
+        return (
+            deployed.version != target.version
+            or volume_keys(deployed) != volume_keys(target)
+            or _counter(target.purge) > _counter(deployed.purge)
+        )
+
+    def _stop(self, record: AppRecord) -> None:
+        if not self.runtime.stop(record.uuid, self.stop_timeout):
+            raise EvesnapError(f"app {record.uuid} did not stop within {self.stop_timeout:g} s")
+
+    def _app_spec(self, record: AppRecord, config: AppInstanceConfig) -> AppSpec:
+        handles = []
+        for key in volume_keys(config):
+            volume = self.volumes.get(key)
+            if volume is None or volume.handle is None:
+                raise EvesnapError(f"volume {key} of app {record.uuid} is not ready")
+            handles.append(volume.handle)
+        return AppSpec(
+            uuid=record.uuid, name=config.displayname, version=config.version, volumes=tuple(handles)
+        )
+
+    def _remove_app(self, record: AppRecord) -> None:
+        if self.runtime.state(record.uuid) == "running":
+            self._stop(record)
+        for snap in list(record.snapshots.values()):
+            if snap.state == "requested":
+                self._forget_snapshot(record, snap.id)
+            else:
+                self._delete_snapshot(record, snap)
+        if any(s.state != "requested" for s in record.snapshots.values()):
+            return  # a deletion failed: keep the app's record so that it is retried and reported
+        del self.apps[record.uuid]
+        self.store.remove_app(record.uuid)
+
+    # ================================================================ snapshots
+
+    def _known(self, record: AppRecord) -> list[KnownSnapshot]:
+        return [
+            KnownSnapshot(
+                id=s.id,
+                type=s.type,
+                state="available" if s.state == "available" else "requested",
+                created=s.created or s.requested,
+            )
+            for s in record.snapshots.values()
+            if s.state != "deleting"
+        ]
+
+    def _requested(self, record: AppRecord) -> list[SnapshotRecord]:
+        return sorted(
+            (s for s in record.snapshots.values() if s.state == "requested"), key=lambda s: s.requested
+        )
+
+    def _add_request(self, record: AppRecord, desc: SnapshotDesc, origin: SnapshotOrigin) -> SnapshotRecord:
+        base = record.deployed or record.config
+        assert base is not None
+        snap = SnapshotRecord(
+            id=str(desc.id),
+            app=record.uuid,
+            type=desc.type,
+            origin=origin,
+            requested=self.clock(),
+            config=base,
+            volume_keys=volume_keys(base),
+        )
+        record.snapshots[snap.id] = snap
+        self.store.save_snapshot(snap)
+        return snap
+
+    def _forget_snapshot(self, record: AppRecord, sid: str) -> None:
+        record.snapshots.pop(sid, None)
+        self.store.remove_snapshot(record.uuid, sid)
+
+    def _take_snapshot(
+        self,
+        record: AppRecord,
+        snap: SnapshotRecord,
+        retiring: set[str] | None = None,
+        attachments: Mapping[str, LiveAttachment] | None = None,
+    ) -> None:
+        """Snapshot every volume of `snap`, all or nothing.
+
+        Volumes are grouped by backend (one atomic group call each where the
+        backend can); generations a purge retires are handed over last, since
+        undoing those means giving the volume back, not deleting the snapshot.
+        """
+        retiring = retiring or set()
+        made: list[tuple[Backend, VolumeHandle, bool]] = []
+        infos: dict[str, tuple[VolumeHandle, SnapshotInfo]] = {}
+        intent = self.store.begin("snapshot", record.uuid, snap.id, {"volumes": ",".join(snap.volume_keys)})
+        try:
+            by_backend: dict[str, list[VolumeHandle]] = {}
+            for key in snap.volume_keys:
+                handle = self._handle(key)
+                if attachments and key in attachments:
+                    handle = handle.attached(attachments[key])
+                by_backend.setdefault(handle.backend, []).append(handle)
+            for name, handles in by_backend.items():
+                plain = [h for h in handles if h.key not in retiring]
+                if plain:
+                    backend = self.registry.get(name)
+                    for info in backend.snapshot_group(plain, snap.id):
+                        handle = next(h for h in plain if h.uuid == info.volume)
+                        infos[handle.key] = (handle, info)
+                        made.append((backend, handle, False))
+            for name, handles in by_backend.items():
+                for handle in (h for h in handles if h.key in retiring):
+                    backend = self.registry.get(name)
+                    infos[handle.key] = (handle, backend.snapshot(handle, snap.id, retiring=True))
+                    made.append((backend, handle, True))
+        except EvesnapError as exc:
+            self._undo_snapshot(snap.id, made)
+            snap.error = Problem(description=f"snapshot failed: {exc}", time=self.clock())
+            self.store.save_snapshot(snap)
+            self.store.commit(intent)
+            return
+        snap.volumes = {
+            key: VolumeSnapshot(handle=h.attached(None), info=i, retired=key in retiring)
+            for key, (h, i) in infos.items()
+        }
+        snap.state = "available"
+        snap.created = self.clock()
+        snap.error = None
+        snap.parent = record.current_snapshot
+        record.current_snapshot = snap.id
+        for key in retiring & set(infos):
+            self.volumes.pop(key, None)  # the generation now belongs to the snapshot
+            self.store.remove_volume(key)
+        self.store.save_snapshot(snap)
+        self.store.save_app(record)
+        self.store.commit(intent)
+
+    @staticmethod
+    def _undo_snapshot(snapshot_id: str, made: list[tuple[Backend, VolumeHandle, bool]]) -> None:
+        for backend, handle, retired in reversed(made):
+            try:
+                if retired:  # give the retired generation back before dropping the snapshot
+                    backend.rollback(handle.attached(None), snapshot_id)
+                backend.delete_snapshot(handle.attached(None), snapshot_id)
+            except EvesnapError as undo:
+                log.warning("cleanup of snapshot %s on %s failed: %s", snapshot_id, handle.key, undo)
+
+    def _delete_snapshot(
+        self, record: AppRecord, snap: SnapshotRecord, attachments: Mapping[str, LiveAttachment] | None = None
+    ) -> None:
+        intent = self.store.begin("delete", record.uuid, snap.id, {})
+        failures = []
+        for key, part in list(snap.volumes.items()):
+            handle = part.handle
+            if attachments and key in attachments:
+                handle = handle.attached(attachments[key])
+            try:
+                self.registry.get(handle.backend).delete_snapshot(handle, snap.id)
+            except EvesnapError as exc:
+                failures.append(f"{key}: {exc}")
+                continue
+            del snap.volumes[key]
+        if failures:
+            snap.error = Problem(description="deletion failed: " + "; ".join(failures), time=self.clock())
+            self.store.save_snapshot(snap)
+            self.store.commit(intent)
+            return
+        if record.current_snapshot == snap.id:
+            record.current_snapshot = snap.parent
+        for other in record.snapshots.values():
+            if other.parent == snap.id:
+                other.parent = snap.parent
+                self.store.save_snapshot(other)
+        self._forget_snapshot(record, snap.id)
+        self.store.save_app(record)
+        self.store.commit(intent)
+
+    def _rollback(self, record: AppRecord, sid: str) -> None:
+        snap = record.snapshots.get(sid)
+        assert record.config is not None
+        if snap is None or snap.state != "available":
+            record.rollback_target = None
+            raise EvesnapError(f"rollback to snapshot {sid!r}: no such available snapshot")
+        intent = self.store.begin("rollback", record.uuid, sid, {})
+        try:
+            if self.runtime.state(record.uuid) == "running":
+                self._stop(record)
+            for key, part in snap.volumes.items():
+                backend = self.registry.get(part.handle.backend)
+                result = backend.rollback(part.handle, sid)
+                if part.retired:  # the retained generation is a volume again
+                    spec = VolumeSpec(
+                        uuid=part.handle.uuid,
+                        generation=result.live_generation
+                        if result.live_generation is not None
+                        else part.handle.generation,
+                        format=part.handle.format,
+                        purgeable=True,
+                        backend=part.handle.backend,
+                    )
+                    self.volumes[key] = VolumeRecord(spec=spec, handle=part.handle, created=self.clock())
+                    self.store.save_volume(self.volumes[key])
+        except EvesnapError as exc:
+            snap.error = Problem(description=f"rollback failed: {exc}", time=self.clock())
+            record.rollback_target = None
+            self.store.save_snapshot(snap)
+            self.store.save_app(record)
+            self.store.commit(intent)
+            raise
+        record.restored = snap.config
+        record.rolled_back_from = record.config.version
+        record.deployed = fixup_restored_config(snap.config, record.config)
+        record.rollback_target = None
+        record.current_snapshot = sid
+        snap.error = None
+        self.store.save_snapshot(snap)
+        self.store.save_app(record)
+        self.store.commit(intent)
+
+    # ================================================================ local operations
+
+    def snapshot_now(
+        self, app: UUID, snapshot_id: str | None = None, origin: SnapshotOrigin = "local"
+    ) -> str:
+        """Take an immediate snapshot outside the controller's list (a device-made id)."""
+        record = self._app(app)
+        desc = SnapshotDesc(
+            id=UUID(snapshot_id) if snapshot_id else uuidlib.uuid4(),
+            type=SnapshotType.SNAPSHOT_TYPE_IMMEDIATE,
+        )
+        if str(desc.id) in record.snapshots:
+            return str(desc.id)
+        snap = self._add_request(record, desc, origin)
+        self._converge(record)
+        if snap.state != "available":
+            raise EvesnapError(snap.error.description if snap.error else f"snapshot {snap.id} was not taken")
+        return snap.id
+
+    def rollback_now(self, app: UUID, snapshot_id: str) -> None:
+        record = self._app(app)
+        record.rollback_target = snapshot_id
+        self._converge(record)
+
+    def delete_now(self, app: UUID, snapshot_id: str) -> None:
+        record = self._app(app)
+        snap = record.snapshots.get(snapshot_id)
+        if snap is None:
+            return
+        snap.state = "deleting"
+        self.store.save_snapshot(snap)
+        self._converge(record)
+
+    def _app(self, app: UUID) -> AppRecord:
+        record = self.apps.get(app)
+        if record is None or record.config is None:
+            raise NotFound(f"no app {app}")
+        return record
+
+    # ================================================================ volumes
+
+    def _handle(self, key: str) -> VolumeHandle:
+        volume = self.volumes.get(key)
+        if volume is None or volume.handle is None:
+            raise EvesnapError(f"volume {key} does not exist")
+        return volume.handle
+
+    def _ensure_config_volume(self, volume: Volume) -> None:
+        self._ensure_volume(self.resolver.volume_spec(self.device, volume), volume)
+
+    def _ensure_app_volumes(self, config: AppInstanceConfig) -> None:
+        for ref in config.volume_ref_list:
+            key = f"{ref.uuid}#{ref.generation_count}"
+            if key in self.volumes and self.volumes[key].state == "ready":
+                continue
+            try:
+                volume = self.device.volume(ref.uuid)
+            except KeyError:
+                raise ConfigError("volumeRefList", f"unknown volume {ref.uuid}") from None
+            spec = self.resolver.volume_spec(self.device, volume, generation=ref.generation_count)
+            self._ensure_volume(spec, volume)
+
+    def _ensure_volume(self, spec: VolumeSpec, volume: Volume) -> VolumeRecord:
+        existing = self.volumes.get(spec.key)
+        if existing is not None and existing.state == "ready":
+            return existing
+        try:
+            backend = self.registry.claim(spec)
+            source = self.resolver.source(self.device, volume)
+            spec = spec.model_copy(update={"backend": backend.name})
+            handle = (
+                backend.populate_volume(spec, source) if source is not None else backend.create_volume(spec)
+            )
+            record = VolumeRecord(spec=spec, handle=handle, created=self.clock())
+        except EvesnapError as exc:
+            record = VolumeRecord(
+                spec=spec, state="error", error=Problem(description=str(exc), time=self.clock())
+            )
+            self.volumes[spec.key] = record
+            self.store.save_volume(record)
+            raise
+        self.volumes[spec.key] = record
+        self.store.save_volume(record)
+        return record
+
+    def _all_live(self, record: AppRecord, capability: Capability) -> bool:
+        keys = volume_keys(record.deployed) if record.deployed else []
+        try:
+            return bool(keys) and all(
+                self.registry.get(self._handle(k).backend).has(capability) for k in keys
+            )
+        except EvesnapError:
+            return False
+
+    def _used_keys(self) -> set[str]:
+        used: set[str] = set()
+        for volume in self.device.volumes:
+            used.add(f"{volume.uuid}#{volume.generation_count}")
+        for record in self.apps.values():
+            for cfg in (record.config, record.deployed, record.restored):
+                if cfg is not None:
+                    used.update(volume_keys(cfg))
+            for snap in record.snapshots.values():
+                used.update(snap.volumes)
+                if snap.state == "requested":
+                    used.update(snap.volume_keys)
+        return used
+
+    def _release_unused_volumes(self) -> None:
+        used = self._used_keys()
+        for key in [k for k in self.volumes if k not in used]:
+            volume = self.volumes[key]
+            try:
+                if volume.handle is not None:
+                    self.registry.get(volume.handle.backend).destroy_volume(volume.handle)
+            except EvesnapError as exc:
+                volume.error = Problem(description=f"destroy failed: {exc}", time=self.clock())
+                self.store.save_volume(volume)
+                continue
+            del self.volumes[key]
+            self.store.remove_volume(key)
+
+    # ================================================================ reports
+
+    def reports(self) -> Reports:
+        return Reports(
+            apps=[self.app_report(r) for r in self.apps.values() if r.config is not None],
+            volumes=[self.volume_report(v) for v in self.volumes.values()],
+        )
+
+    def app_report(self, record: AppRecord) -> ZInfoApp:
+        running = self.runtime.state(record.uuid) == "running"
+        errors = [p for p in record.problems if p.severity == "error"]
+        state = (
+            ZSwState.ERROR if errors and not running else (ZSwState.RUNNING if running else ZSwState.HALTED)
+        )
+        shown = [
+            s
+            for s in record.snapshots.values()
+            if s.state == "available"
+            or (s.error is not None and s.state != "deleting")
+            or (s.state == "deleting" and s.error is not None)
+        ]
+        shown.sort(key=lambda s: s.created or s.requested)
+        deployed = record.deployed or record.config
+        return ZInfoApp(
+            app_id=str(record.uuid),
+            app_version=deployed.version if deployed else "",
+            app_name=record.name,
+            app_err=[p.to_error_info() for p in record.problems],
+            state=state,
+            volume_refs=[str(r.uuid) for r in deployed.volume_ref_list] if deployed else [],
+            snapshots=[self._snapshot_report(s) for s in shown],
+        )
+
+    @staticmethod
+    def _snapshot_report(snap: SnapshotRecord) -> ZInfoSnapshot:
+        return ZInfoSnapshot(
+            id=snap.id,
+            config_id=str(snap.config.uuid),
+            config_version=snap.config_version,
+            create_time=snap.created,
+            type=snap.type,
+            snap_err=snap.error.to_error_info() if snap.error else None,
+        )
+
+    def volume_report(self, volume: VolumeRecord) -> ZInfoVolume:
+        return ZInfoVolume(
+            uuid=str(volume.spec.uuid),
+            display_name=volume.spec.display_name,
+            usage=UsageInfo(create_time=volume.created),
+            resources=VolumeResources(max_size_bytes=volume.spec.size_bytes),
+            state=ZSwState.CREATED_VOLUME if volume.state == "ready" else ZSwState.ERROR,
+            volume_err=volume.error.to_error_info() if volume.error else None,
+            generation_count=volume.spec.generation,
+        )

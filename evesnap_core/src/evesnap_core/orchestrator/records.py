@@ -1,0 +1,121 @@
+"""What the orchestrator knows about each app, volume and snapshot.
+
+These records are the orchestrator's working memory; the state store persists
+them (the snapshot folders of the reference plus per-app state), so that they
+are rebuilt exactly after a restart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evesnap_core.handler_types import SnapshotInfo, VolumeHandle, VolumeSpec
+from evesnap_core.model.config import AppInstanceConfig, SnapshotType
+from evesnap_core.model.info import ErrorInfo, Severity
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Problem(BaseModel):
+    """An error or warning to report, with when it happened."""
+
+    model_config = ConfigDict(frozen=True)
+
+    description: str
+    time: datetime = Field(default_factory=utcnow)
+    severity: Literal["error", "warning"] = "error"
+
+    def to_error_info(self) -> ErrorInfo:
+        return ErrorInfo(
+            description=self.description,
+            timestamp=self.time,
+            severity=Severity.SEVERITY_ERROR if self.severity == "error" else Severity.SEVERITY_WARNING,
+        )
+
+
+VolumeState = Literal["ready", "error"]
+
+
+class VolumeRecord(BaseModel):
+    """One generation of one volume."""
+
+    spec: VolumeSpec
+    handle: VolumeHandle | None = None
+    state: VolumeState = "ready"
+    error: Problem | None = None
+    created: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+
+class VolumeSnapshot(BaseModel):
+    """One volume's part of an app snapshot (the reference's VolumeSnapshotMeta)."""
+
+    handle: VolumeHandle
+    info: SnapshotInfo
+    retired: bool = False
+    """The volume generation was retired by a purge and is kept only for this snapshot."""
+
+
+SnapshotState = Literal["requested", "available", "deleting"]
+SnapshotOrigin = Literal["controller", "local", "schedule"]
+
+
+class SnapshotRecord(BaseModel):
+    """One app snapshot, from request to deletion."""
+
+    id: str
+    app: UUID
+    type: SnapshotType
+    state: SnapshotState = "requested"
+    origin: SnapshotOrigin = "controller"
+    requested: datetime = Field(default_factory=utcnow)
+    created: datetime | None = None
+    config: AppInstanceConfig
+    """The app's config when the snapshot was requested (pre-update for app updates)."""
+    volume_keys: list[str] = Field(default_factory=list)
+    """The app's volumes (uuid#generation) when it was requested: what is snapshotted."""
+    volumes: dict[str, VolumeSnapshot] = Field(default_factory=dict)
+    parent: str | None = None
+    display_name: str = ""
+    error: Problem | None = None
+
+    @property
+    def config_version(self) -> str:
+        return self.config.version
+
+
+class AppRecord(BaseModel):
+    """Everything the orchestrator tracks for one app."""
+
+    uuid: UUID
+    name: str = ""
+    config: AppInstanceConfig | None = None
+    """The controller's latest config for the app."""
+    deployed: AppInstanceConfig | None = None
+    """The config the app runs with now (volumes attached, version reported)."""
+    restored: AppInstanceConfig | None = None
+    """A rollback's restored config: it has priority over the controller's."""
+    rolled_back_from: str | None = None
+    """The controller's config version when the last rollback was asked for; that
+    version is not applied again until the controller sends another one."""
+    rollback_target: str | None = None
+    """A rollback asked for and not finished (survives a restart)."""
+    last_rollback_counter: int | None = None
+    current_snapshot: str | None = None
+    snapshots: dict[str, SnapshotRecord] = Field(default_factory=dict)
+    problems: list[Problem] = Field(default_factory=list)
+
+    def available(self) -> list[SnapshotRecord]:
+        return sorted(
+            (s for s in self.snapshots.values() if s.state == "available"),
+            key=lambda s: s.created or s.requested,
+        )

@@ -1,0 +1,78 @@
+"""Where the orchestrator's records live between restarts.
+
+`OrchestratorStore` is what the engine needs; `MemoryStore` keeps records in
+memory (tests, benchmarks with faked backends); the durable implementation
+writes the reference's snapshot folders under the persist folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Protocol
+from uuid import UUID
+
+from evesnap_core.orchestrator.records import AppRecord, SnapshotRecord, VolumeRecord
+
+
+class OrchestratorStore(Protocol):
+    def load(self) -> tuple[dict[UUID, AppRecord], dict[str, VolumeRecord]]:
+        """Every app (with its snapshots) and volume recorded, as the last run left them."""
+        ...
+
+    def save_app(self, record: AppRecord) -> None: ...
+    def remove_app(self, app: UUID) -> None: ...
+    def save_snapshot(self, snapshot: SnapshotRecord) -> None: ...
+    def remove_snapshot(self, app: UUID, snapshot_id: str) -> None: ...
+    def save_volume(self, volume: VolumeRecord) -> None: ...
+    def remove_volume(self, key: str) -> None: ...
+
+    def begin(self, kind: str, app: UUID, snapshot_id: str, details: dict[str, str]) -> str:
+        """Record the intent of a multi-step operation before its first step."""
+        ...
+
+    def commit(self, intent: str) -> None:
+        """The operation finished (done or undone): its intent is resolved."""
+        ...
+
+
+class MemoryStore:
+    """Records in memory only: nothing survives the process."""
+
+    def __init__(self) -> None:
+        self.apps: dict[UUID, AppRecord] = {}
+        self.volumes: dict[str, VolumeRecord] = {}
+        self.intents: dict[str, tuple[str, UUID, str]] = {}
+        self._ids = itertools.count(1)
+
+    def load(self) -> tuple[dict[UUID, AppRecord], dict[str, VolumeRecord]]:
+        return {k: v.model_copy(deep=True) for k, v in self.apps.items()}, dict(self.volumes)
+
+    def save_app(self, record: AppRecord) -> None:
+        self.apps[record.uuid] = record.model_copy(deep=True)
+
+    def remove_app(self, app: UUID) -> None:
+        self.apps.pop(app, None)
+
+    def save_snapshot(self, snapshot: SnapshotRecord) -> None:
+        app = self.apps.get(snapshot.app)
+        if app is not None:
+            app.snapshots[snapshot.id] = snapshot.model_copy(deep=True)
+
+    def remove_snapshot(self, app: UUID, snapshot_id: str) -> None:
+        record = self.apps.get(app)
+        if record is not None:
+            record.snapshots.pop(snapshot_id, None)
+
+    def save_volume(self, volume: VolumeRecord) -> None:
+        self.volumes[volume.key] = volume.model_copy(deep=True)
+
+    def remove_volume(self, key: str) -> None:
+        self.volumes.pop(key, None)
+
+    def begin(self, kind: str, app: UUID, snapshot_id: str, details: dict[str, str]) -> str:
+        intent = str(next(self._ids))
+        self.intents[intent] = (kind, app, snapshot_id)
+        return intent
+
+    def commit(self, intent: str) -> None:
+        self.intents.pop(intent, None)

@@ -1,0 +1,303 @@
+"""The orchestrator's logic with in-memory backends and an instant runtime: the
+reference's semantics and its gaps fixed. (Real qcow2 + QEMU: tests/e2e.)"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from evesnap_core.discovery import load_backends
+from evesnap_core.handler_types import LiveAttachment
+from evesnap_core.model.config import DeviceConfig
+from evesnap_core.model.errors import parse_model
+from evesnap_core.orchestrator.content import ContentResolver, file_url
+from evesnap_core.orchestrator.engine import Orchestrator
+from evesnap_core.runtime_hookspecs import AppRunState, AppSpec, runtime_hookimpl
+from evesnap_core.runtimes.runtime import Runtime
+
+from .fakes import DISKS, FakeCow, FakeLiveCow, FakeWhole
+
+APP = uuid.UUID("11111111-1111-4111-8111-111111111111")
+APP2 = uuid.UUID("22222222-2222-4222-8222-222222222222")
+OS = "33333333-3333-4333-8333-333333333333"
+DATA = "44444444-4444-4444-8444-444444444444"
+DATA2 = "55555555-5555-4555-8555-555555555555"
+T1 = "66666666-6666-4666-8666-666666666666"
+T2 = "77777777-7777-4777-8777-777777777777"
+S1 = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+S2 = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+S3 = "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
+
+
+class InstantRuntime:
+    """Apps start and stop at once; counts stops."""
+
+    def __init__(self) -> None:
+        self.running: dict[UUID, AppSpec] = {}
+        self.stops = 0
+        self.starts = 0
+
+    @runtime_hookimpl
+    def evesnap_runtime_name(self) -> str:
+        return "instant"
+
+    @runtime_hookimpl
+    def evesnap_runtime_start(self, app: AppSpec) -> None:
+        self.starts += 1
+        self.running[app.uuid] = app
+
+    @runtime_hookimpl
+    def evesnap_runtime_stop(self, app_id: UUID, timeout: float) -> bool:
+        if self.running.pop(app_id, None) is not None:
+            self.stops += 1
+        return True
+
+    @runtime_hookimpl
+    def evesnap_runtime_state(self, app_id: UUID) -> AppRunState:
+        return "running" if app_id in self.running else "stopped"
+
+    @runtime_hookimpl
+    def evesnap_runtime_attachments(self, app_id: UUID) -> Mapping[str, LiveAttachment]:
+        app = self.running.get(app_id)
+        if app is None:
+            return {}
+        return {
+            h.key: LiveAttachment(qmp_socket=Path("/run/fake.qmp"), node_name=f"n{i}")
+            for i, h in enumerate(app.volumes)
+        }
+
+    @runtime_hookimpl
+    def evesnap_runtime_running_apps(self) -> Sequence[UUID]:
+        return list(self.running)
+
+
+class World:
+    def __init__(self, tmp_path: Path, data_backend: Any = FakeCow) -> None:
+        DISKS.__init__()  # type: ignore[misc]
+        self.tmp = tmp_path
+        (tmp_path / "os-v1.img").write_bytes(b"OS-v1")
+        (tmp_path / "os-v2.img").write_bytes(b"OS-v2")
+        self.registry = load_backends(
+            tmp_path,
+            extra=[(data_backend.name, data_backend), ("fakewhole", FakeWhole)],
+            environ={"EVESNAP_BLOCK_PLUGINS": "qcow2,zfs,purgeable,reflink"},
+        )
+        self.rt = InstantRuntime()
+        self.orch = Orchestrator(self.registry, Runtime(self.rt), ContentResolver(base_dir=tmp_path))
+
+    def config(
+        self,
+        version: str = "1",
+        os_gen: int = 0,
+        snapshots: Sequence[tuple[str, int]] = (),
+        max_snapshots: int = 5,
+        counter: int = 0,
+        active: str = "",
+        activate: bool = True,
+        apps: int = 1,
+        with_os: bool = True,
+    ) -> DeviceConfig:
+        tree = T1 if os_gen == 0 else T2
+        app_list: list[dict[str, Any]] = [
+            {
+                "uuidandversion": {"uuid": str(APP), "version": version},
+                "displayname": "app",
+                "activate": activate,
+                "volumeRefList": ([{"uuid": OS, "generationCount": os_gen}] if with_os else [])
+                + [{"uuid": DATA}],
+                "snapshot": {
+                    "snapshots": [{"id": i, "type": t} for i, t in snapshots],
+                    "maxSnapshots": max_snapshots,
+                    "rollbackCmd": {"counter": counter},
+                    "activeSnapshot": active,
+                },
+            }
+        ]
+        if apps > 1:
+            app_list.append(
+                {
+                    "uuidandversion": {"uuid": str(APP2), "version": "1"},
+                    "activate": True,
+                    "volumeRefList": [{"uuid": DATA2}],
+                }
+            )
+        return parse_model(
+            DeviceConfig,
+            {
+                "apps": app_list,
+                "volumes": [
+                    {
+                        "uuid": OS,
+                        "generationCount": os_gen,
+                        "origin": {"type": "VCOT_DOWNLOAD", "downloadContentTreeID": tree},
+                    },
+                    {"uuid": DATA, "maxsizebytes": 16, "origin": {"type": "VCOT_BLANK"}},
+                    {"uuid": DATA2, "maxsizebytes": 16, "origin": {"type": "VCOT_BLANK"}},
+                ],
+                "contentInfo": [
+                    {"uuid": T1, "URL": file_url(self.tmp / "os-v1.img"), "iformat": "RAW"},
+                    {"uuid": T2, "URL": file_url(self.tmp / "os-v2.img"), "iformat": "RAW"},
+                ],
+            },
+        )
+
+    def app_report(self, app: UUID = APP) -> dict[str, Any]:
+        reports = self.orch.reports().to_json_dict()
+        return next(a for a in reports["apps"] if a["AppID"] == str(app))
+
+
+UPDATE, IMMEDIATE = 1, 2
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def deploy_and_update(world: World) -> None:
+    world.orch.reconcile(world.config())
+    assert world.rt.running[APP].version == "1"
+    DISKS.volumes[f"{DATA}#0"] = b"data-v1"
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)]))
+
+
+def test_snapshot_on_update_captures_the_pre_update_config_and_retires_the_old_generation(
+    world: World,
+) -> None:
+    deploy_and_update(world)
+    report = world.app_report()
+    assert report["appVersion"] == "2" and report["state"] == "RUNNING"
+    [snap] = report["snapshots"]
+    assert snap["id"] == S1 and snap["configVersion"] == "1" and snap["type"] == "SNAPSHOT_TYPE_APP_UPDATE"
+    assert DISKS.retained[(f"{OS}#0", S1)] == b"OS-v1"  # kept whole, by the purgeable backend
+    assert f"{OS}#0" not in DISKS.volumes and DISKS.volumes[f"{OS}#1"] == b"OS-v2"
+    assert DISKS.snapshots[(f"{DATA}#0", S1)] == b"data-v1"
+    assert [h.key for h in world.rt.running[APP].volumes] == [f"{OS}#1", f"{DATA}#0"]
+
+
+def test_rollback_restores_volumes_and_reports_the_snapshot_version(world: World) -> None:
+    deploy_and_update(world)
+    DISKS.volumes[f"{DATA}#0"] = b"broken"
+    cfg = world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)], counter=1, active=S1)
+    world.orch.reconcile(cfg)
+    assert DISKS.volumes[f"{DATA}#0"] == b"data-v1"
+    assert DISKS.volumes[f"{OS}#0"] == b"OS-v1"
+    report = world.app_report()
+    assert report["appVersion"] == "1" and [s["id"] for s in report["snapshots"]] == [S1]
+    assert [h.key for h in world.rt.running[APP].volumes] == [f"{OS}#0", f"{DATA}#0"]
+    # the controller's unchanged config does not re-apply the update it rolled back from
+    world.orch.reconcile(cfg)
+    assert world.app_report()["appVersion"] == "1"
+    # a second rollback to the same snapshot works (a reference gap)
+    DISKS.volumes[f"{DATA}#0"] = b"broken again"
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)], counter=2, active=S1))
+    assert DISKS.volumes[f"{DATA}#0"] == b"data-v1"
+    # the controller follows the rollback: the generation nothing names any more is freed
+    world.orch.reconcile(world.config(version="1", os_gen=0, snapshots=[(S1, UPDATE)], counter=2, active=S1))
+    assert world.app_report()["appVersion"] == "1"
+    assert f"{OS}#1" not in DISKS.volumes and DISKS.volumes[f"{OS}#0"] == b"OS-v1"
+
+
+def test_rollback_fires_only_when_the_counter_grows(world: World) -> None:
+    deploy_and_update(world)
+    DISKS.volumes[f"{DATA}#0"] = b"changed"
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)], counter=0, active=S1))
+    assert DISKS.volumes[f"{DATA}#0"] == b"changed"
+
+
+def test_rollback_to_unknown_snapshot_is_an_app_error_and_stops_that_config(world: World) -> None:
+    deploy_and_update(world)
+    world.orch.reconcile(
+        world.config(version="3", os_gen=1, snapshots=[(S1, UPDATE), (S2, IMMEDIATE)], counter=1, active=S3)
+    )
+    report = world.app_report()
+    assert any(S3 in e["description"] for e in report["appErr"])
+    assert report["appVersion"] == "2"  # nothing else of that config was processed
+    assert [s["id"] for s in report["snapshots"]] == [S1]
+
+
+def test_deletion_is_reported_at_once_and_done_at_the_next_stop(world: World) -> None:
+    deploy_and_update(world)
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[]))
+    assert world.app_report()["snapshots"] == []
+    assert (f"{DATA}#0", S1) in DISKS.snapshots  # the app runs: not yet deleted
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[], activate=False))
+    assert (f"{DATA}#0", S1) not in DISKS.snapshots
+    assert (f"{OS}#0", S1) not in DISKS.retained
+
+
+def test_deletion_error_is_reported_and_retried(world: World) -> None:
+    deploy_and_update(world)
+    DISKS.fail_delete.add(f"{DATA}#0")
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[], activate=False))
+    [snap] = world.app_report()["snapshots"]
+    assert snap["id"] == S1 and "deletion failed" in snap["snapErr"]["description"]
+    DISKS.fail_delete.clear()
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[], activate=False))
+    assert world.app_report()["snapshots"] == []
+
+
+def test_immediate_snapshot_restarts_an_app_whose_volumes_cannot_snapshot_live(world: World) -> None:
+    world.orch.reconcile(world.config())
+    stops = world.rt.stops
+    world.orch.reconcile(world.config(snapshots=[(S1, IMMEDIATE)]))
+    assert world.rt.stops == stops + 1 and APP in world.rt.running
+    assert [s["id"] for s in world.app_report()["snapshots"]] == [S1]
+
+
+def test_immediate_snapshot_without_downtime_when_every_volume_is_live(tmp_path: Path) -> None:
+    world = World(tmp_path, data_backend=FakeLiveCow)
+    world.orch.reconcile(world.config(with_os=False))  # only the data volume, on a live backend
+    stops = world.rt.stops
+    world.orch.reconcile(world.config(with_os=False, snapshots=[(S1, IMMEDIATE)]))
+    assert world.rt.stops == stops
+    assert [s["id"] for s in world.app_report()["snapshots"]] == [S1]
+
+
+def test_max_snapshots_evicts_the_oldest(world: World) -> None:
+    world.orch.reconcile(world.config(snapshots=[(S1, IMMEDIATE)], max_snapshots=2))
+    world.orch.reconcile(world.config(snapshots=[(S1, IMMEDIATE), (S2, IMMEDIATE)], max_snapshots=2))
+    world.orch.reconcile(
+        world.config(snapshots=[(S1, IMMEDIATE), (S2, IMMEDIATE), (S3, IMMEDIATE)], max_snapshots=2)
+    )
+    report = world.app_report()
+    assert [s["id"] for s in report["snapshots"]] == [S2, S3]
+    assert any("Too many snapshots requested. Max allowed: 2" in e["description"] for e in report["appErr"])
+
+
+def test_existing_id_is_idempotent(world: World) -> None:
+    world.orch.reconcile(world.config(snapshots=[(S1, IMMEDIATE)]))
+    stops = world.rt.stops
+    world.orch.reconcile(world.config(snapshots=[(S1, IMMEDIATE)]))
+    assert world.rt.stops == stops and len(world.app_report()["snapshots"]) == 1
+
+
+def test_request_removed_before_it_ran_is_cancelled(world: World) -> None:
+    world.orch.reconcile(world.config())
+    world.orch.reconcile(world.config(snapshots=[(S1, UPDATE)]))  # waits for the next update
+    world.orch.reconcile(world.config(snapshots=[]))
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[]))
+    assert world.app_report()["snapshots"] == [] and not DISKS.retained
+
+
+def test_partial_snapshot_failure_leaves_nothing_behind(world: World) -> None:
+    world.orch.reconcile(world.config())
+    DISKS.volumes[f"{OS}#0"] = b"os-data"
+    DISKS.fail_snapshot.add(f"{DATA}#0")
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)]))
+    assert not DISKS.retained and not DISKS.snapshots
+    snaps = world.app_report()["snapshots"]
+    assert [s["id"] for s in snaps] == [S1] and "snapshot failed" in snaps[0]["snapErr"]["description"]
+
+
+def test_one_apps_failure_does_not_stop_another(world: World) -> None:
+    world.orch.reconcile(world.config(apps=2))
+    cfg = world.config(apps=2, snapshots=[(S1, IMMEDIATE)])
+    DISKS.fail_snapshot.add(f"{DATA}#0")
+    world.orch.reconcile(cfg)
+    assert world.app_report(APP2)["state"] == "RUNNING"
