@@ -25,6 +25,12 @@ class EmbeddedRuntime:
         self.start_requested: dict[UUID, AppSpec] = {}
         self.stopper = stopper
 
+    @classmethod
+    def for_persist(cls, persist_dir: object) -> EmbeddedRuntime:
+        """The entry-point factory: an embedded runtime has no files of its own."""
+        del persist_dir
+        return cls()
+
     # ------------------------------------------------------------ the embedder's side
 
     def set_running(self, app_id: UUID, attachments: Mapping[str, LiveAttachment] | None = None) -> None:
