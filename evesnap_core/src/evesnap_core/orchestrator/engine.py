@@ -22,6 +22,7 @@ reported on that app and never stops the others):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid as uuidlib
 from collections.abc import Callable, Mapping
@@ -122,13 +123,57 @@ class Orchestrator:
         self.clock = clock
         self.stop_timeout = stop_timeout
         self.apps, self.volumes = self.store.load()
-        self.device: DeviceConfig = DeviceConfig()
+        self.device: DeviceConfig = self.store.load_device() or DeviceConfig()
+        self.recover()
+
+    def _undo_orphan(self, handle: VolumeHandle, snapshot_id: str) -> None:
+        """Remove a backend snapshot that no record owns; a whole-copy backend may
+        hold the volume's only data in it (a retired generation): give it back first."""
+        backend = self.registry.get(handle.backend)
+        if not any(i.snapshot_id == snapshot_id for i in backend.list_snapshots(handle)):
+            return
+        if backend.info.snapshot_space == "full_copy":
+            try:
+                backend.volume_details(handle)
+            except EvesnapError:
+                backend.rollback(handle, snapshot_id)
+        backend.delete_snapshot(handle, snapshot_id)
+
+    def recover(self) -> list[str]:
+        """Resolve what a crash left half done; say what was done.
+
+        A snapshot that never became available is undone on every volume (no
+        backend snapshot without a record); a rollback or a deletion is simply
+        carried out again, since its target is recorded and both are idempotent.
+        """
+        done = []
+        for intent in self.store.unfinished():
+            app = self.apps.get(UUID(str(intent["app"])))
+            sid = str(intent["snapshot"])
+            snap = app.snapshots.get(sid) if app else None
+            if intent["kind"] == "snapshot" and (snap is None or snap.state != "available"):
+                keys = snap.volume_keys if snap else []
+                for key in keys:
+                    volume = self.volumes.get(key)
+                    if volume is not None and volume.handle is not None:
+                        with contextlib.suppress(EvesnapError):
+                            self._undo_orphan(volume.handle, sid)
+                done.append(f"undid unfinished snapshot {sid} of app {intent['app']}")
+            else:
+                done.append(
+                    f"{intent['kind']} of snapshot {sid} of app {intent['app']} resumes from its record"
+                )
+            self.store.commit(str(intent["intent"]))
+        for line in done:
+            log.warning("recovery: %s", line)
+        return done
 
     # ================================================================ reconcile
 
     def reconcile(self, device: DeviceConfig) -> Reports:
         """Bring the device to `device`; return the reports."""
         self.device = device
+        self.store.save_device(device)
         for volume in device.volumes:
             self._guard_volume(volume.uuid, partial(self._ensure_config_volume, volume))
         wanted = {app.uuid for app in device.apps}

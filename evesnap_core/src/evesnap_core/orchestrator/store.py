@@ -11,6 +11,7 @@ import itertools
 from typing import Protocol
 from uuid import UUID
 
+from evesnap_core.model.config import DeviceConfig
 from evesnap_core.orchestrator.records import AppRecord, SnapshotRecord, VolumeRecord
 
 
@@ -19,6 +20,11 @@ class OrchestratorStore(Protocol):
         """Every app (with its snapshots) and volume recorded, as the last run left them."""
         ...
 
+    def load_device(self) -> DeviceConfig | None:
+        """The last config applied, or None on a new device."""
+        ...
+
+    def save_device(self, config: DeviceConfig) -> None: ...
     def save_app(self, record: AppRecord) -> None: ...
     def remove_app(self, app: UUID) -> None: ...
     def save_snapshot(self, snapshot: SnapshotRecord) -> None: ...
@@ -34,6 +40,10 @@ class OrchestratorStore(Protocol):
         """The operation finished (done or undone): its intent is resolved."""
         ...
 
+    def unfinished(self) -> list[dict[str, object]]:
+        """Intents a crash left: each has ``intent``, ``kind``, ``app``, ``snapshot``."""
+        ...
+
 
 class MemoryStore:
     """Records in memory only: nothing survives the process."""
@@ -42,10 +52,17 @@ class MemoryStore:
         self.apps: dict[UUID, AppRecord] = {}
         self.volumes: dict[str, VolumeRecord] = {}
         self.intents: dict[str, tuple[str, UUID, str]] = {}
+        self.device: DeviceConfig | None = None
         self._ids = itertools.count(1)
 
     def load(self) -> tuple[dict[UUID, AppRecord], dict[str, VolumeRecord]]:
         return {k: v.model_copy(deep=True) for k, v in self.apps.items()}, dict(self.volumes)
+
+    def load_device(self) -> DeviceConfig | None:
+        return self.device
+
+    def save_device(self, config: DeviceConfig) -> None:
+        self.device = config
 
     def save_app(self, record: AppRecord) -> None:
         self.apps[record.uuid] = record.model_copy(deep=True)
@@ -76,3 +93,8 @@ class MemoryStore:
 
     def commit(self, intent: str) -> None:
         self.intents.pop(intent, None)
+
+    def unfinished(self) -> list[dict[str, object]]:
+        return [
+            {"intent": k, "kind": v[0], "app": str(v[1]), "snapshot": v[2]} for k, v in self.intents.items()
+        ]
