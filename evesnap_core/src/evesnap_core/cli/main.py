@@ -12,10 +12,11 @@ from evesnap_core.settings import PERSIST_ENV, default_persist_dir
 
 
 class Context:
-    """What every command shares: where state lives, and output mode."""
+    """What every command shares: where state lives, which runtime runs apps."""
 
-    def __init__(self, persist: Path) -> None:
+    def __init__(self, persist: Path, runtime: str) -> None:
         self.persist = persist
+        self.runtime = runtime
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,20 +28,38 @@ class Context:
     default=None,
     help=f"State and volume folder (env {PERSIST_ENV}; default /var/lib/evesnap as root).",
 )
+@click.option(
+    "--runtime",
+    envvar="EVESNAP_RUNTIME",
+    default="qemu",
+    show_default=True,
+    help="What runs the apps: qemu (a qemu-system process per app) or embedded.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.pass_context
-def cli(ctx: click.Context, persist: Path | None, verbose: int) -> None:
-    """evesnap: application snapshots for edge devices."""
+def cli(ctx: click.Context, persist: Path | None, runtime: str, verbose: int) -> None:
+    """evesnap: application snapshots for edge devices.
+
+    Start with 'evesnap plugins' (which storage backends work here), then
+    'evesnap apply CONFIG' and 'evesnap status'.
+    """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = Context(persist or default_persist_dir())
+    ctx.obj = Context(persist or default_persist_dir(), runtime)
 
 
 def _register_commands() -> None:
-    from evesnap_core.cli import conformance_cmd, plugins_cmd
+    from evesnap_core.cli import conformance_cmd, ops_cmds, plugins_cmd
 
-    cli.add_command(plugins_cmd.plugins)
-    cli.add_command(conformance_cmd.conformance)
+    for command in (
+        ops_cmds.apply,
+        ops_cmds.status,
+        ops_cmds.snapshot,
+        ops_cmds.agent,
+        plugins_cmd.plugins,
+        conformance_cmd.conformance,
+    ):
+        cli.add_command(command)
 
 
 _register_commands()

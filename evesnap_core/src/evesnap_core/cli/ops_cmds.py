@@ -1,0 +1,240 @@
+"""The operator's commands: apply, status, snapshot, agent."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from uuid import UUID
+
+import click
+
+from evesnap_core.cli.output import fail, print_json, print_table
+from evesnap_core.cli.reports_view import show, status_json
+from evesnap_core.cli.session import Session, open_session
+from evesnap_core.durable import atomic_write
+from evesnap_core.errors import ConfigError, EvesnapError
+from evesnap_core.model.config import DeviceConfig
+from evesnap_core.model.errors import parse_model
+from evesnap_core.orchestrator.engine import Reports
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+def _session(obj: Any, base_dir: Path | None = None) -> Session:
+    try:
+        return open_session(obj.persist, obj.runtime, base_dir)
+    except ConfigError as exc:
+        fail(str(exc), "see 'evesnap --help'", EXIT_INVALID)
+        raise  # unreachable
+
+
+def _read_config(path: Path) -> DeviceConfig:
+    try:
+        return parse_model(DeviceConfig, path.read_bytes())
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", "check the path", EXIT_INVALID)
+        raise
+    except ConfigError as exc:
+        fail(f"{path}: {exc}", "fix the config file and run again", EXIT_INVALID)
+        raise
+
+
+def _exit_code(reports: Reports) -> int:
+    errors = any(p.severity == 3 for a in reports.apps for p in a.app_err)  # SEVERITY_ERROR
+    errors = errors or any(s.snap_err is not None for a in reports.apps for s in a.snapshots)
+    return EXIT_FAILED if errors else 0
+
+
+@click.command()
+@click.argument("config", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as proto3 JSON.")
+@click.pass_obj
+def apply(obj: Any, config: Path, as_json: bool) -> None:
+    """Reconcile once to the device config in CONFIG (the controller's proto3 JSON:
+    apps, volumes, content trees whose URL may be a local file) and print the reports.
+
+    Exit code 0 when everything applied, 1 when an app, volume or snapshot
+    reports an error, 2 when CONFIG is invalid (nothing is changed then).
+    """
+    device = _read_config(config)
+    session = _session(obj, base_dir=config.resolve().parent)
+    reports = session.orchestrator.reconcile(device)
+    show(session.orchestrator, reports, as_json)
+    raise SystemExit(_exit_code(reports))
+
+
+@click.command()
+@click.argument("app", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the ZInfo reports as proto3 JSON.")
+@click.pass_obj
+def status(obj: Any, app: str | None, as_json: bool) -> None:
+    """Show apps, their volumes (backend, location, sizes) and snapshots."""
+    session = _session(obj)
+    reports = session.orchestrator.reports()
+    if app is not None:
+        try:
+            wanted = str(session.app_uuid(app))
+        except ConfigError as exc:
+            fail(str(exc), "run 'evesnap status' to list apps", EXIT_INVALID)
+        keep = [a for a in reports.apps if a.app_id == wanted]
+        refs = {r for a in keep for r in a.volume_refs}
+        reports = Reports(apps=keep, volumes=[v for v in reports.volumes if v.uuid in refs])
+    show(session.orchestrator, reports, as_json)
+
+
+@click.group()
+def snapshot() -> None:
+    """Local snapshot operations, for a device without a controller."""
+
+
+def _app_or_fail(session: Session, app: str) -> UUID:
+    try:
+        return session.app_uuid(app)
+    except ConfigError as exc:
+        fail(str(exc), "run 'evesnap status' to list apps", EXIT_INVALID)
+        raise
+
+
+@snapshot.command("create")
+@click.argument("app")
+@click.option("--id", "snapshot_id", default=None, help="Snapshot UUID (default: a new one).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def snapshot_create(obj: Any, app: str, snapshot_id: str | None, as_json: bool) -> None:
+    """Take an immediate snapshot of APP now (live when its volumes allow)."""
+    session = _session(obj)
+    uuid = _app_or_fail(session, app)
+    try:
+        made = session.orchestrator.snapshot_now(uuid, snapshot_id)
+    except (EvesnapError, ValueError) as exc:
+        fail(f"snapshot of {app} failed: {exc}", "see 'evesnap status " + app + "'", EXIT_FAILED)
+    if as_json:
+        print_json({"app": str(uuid), "snapshot": made})
+    else:
+        click.echo(made)
+
+
+@snapshot.command("rollback")
+@click.argument("app")
+@click.argument("snapshot_id")
+@click.pass_obj
+def snapshot_rollback(obj: Any, app: str, snapshot_id: str) -> None:
+    """Roll APP back to SNAPSHOT_ID: its volumes and its config."""
+    session = _session(obj)
+    uuid = _app_or_fail(session, app)
+    try:
+        session.orchestrator.rollback_now(uuid, snapshot_id)
+    except EvesnapError as exc:
+        fail(f"rollback of {app} failed: {exc}", "see 'evesnap snapshot list " + app + "'", EXIT_FAILED)
+    click.echo(f"{app} rolled back to {snapshot_id}")
+
+
+@snapshot.command("delete")
+@click.argument("app")
+@click.argument("snapshot_id")
+@click.pass_obj
+def snapshot_delete(obj: Any, app: str, snapshot_id: str) -> None:
+    """Delete SNAPSHOT_ID of APP (now if the app is stopped or its volumes delete live)."""
+    session = _session(obj)
+    uuid = _app_or_fail(session, app)
+    session.orchestrator.delete_now(uuid, snapshot_id)
+    record = session.orchestrator.apps[uuid].snapshots.get(snapshot_id)
+    if record is not None and record.error is not None:
+        fail(
+            f"deletion of {snapshot_id} failed: {record.error.description}",
+            "it is retried at the next stop",
+            EXIT_FAILED,
+        )
+    click.echo("deleted" if record is None else "deletion pending until the app stops")
+
+
+@snapshot.command("list")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def snapshot_list(obj: Any, app: str, as_json: bool) -> None:
+    """List APP's snapshots, oldest first."""
+    session = _session(obj)
+    uuid = _app_or_fail(session, app)
+    report = session.orchestrator.app_report(session.orchestrator.apps[uuid])
+    if as_json:
+        print_json([s.to_json_dict() for s in report.snapshots])
+        return
+    print_table(
+        ["ID", "TYPE", "CONFIG VERSION", "CREATED", "ERROR"],
+        [
+            [
+                s.id,
+                s.type.name,
+                s.config_version,
+                s.create_time or "",
+                s.snap_err.description if s.snap_err else "",
+            ]
+            for s in report.snapshots
+        ],
+    )
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The device config file to follow.",
+)
+@click.option(
+    "--reports",
+    "reports_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where to write the reports (default: <persist>/reports.json).",
+)
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between checks of the config.")
+@click.pass_obj
+def agent(obj: Any, config_path: Path, reports_path: Path | None, interval: float) -> None:
+    """Run until SIGTERM: reconcile whenever CONFIG changes, write the reports.
+
+    On SIGTERM the step in flight finishes (or stays journalled) and the agent
+    exits 0. An invalid config is reported and the previous one stays applied.
+    """
+    session = _session(obj, base_dir=config_path.resolve().parent)
+    reports_path = reports_path or obj.persist / "reports.json"
+    stopping = False
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    seen: tuple[int, int] | None = None
+    while not stopping:
+        try:
+            stat = config_path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        if stamp is not None and stamp != seen:
+            seen = stamp
+            try:
+                device = parse_model(DeviceConfig, config_path.read_bytes())
+            except (OSError, ConfigError) as exc:
+                click.echo(f"evesnap agent: ignoring invalid {config_path}: {exc}", err=True)
+            else:
+                reports = session.orchestrator.reconcile(device)
+                atomic_write(reports_path, _json_bytes(status_json(session.orchestrator, reports)))
+        deadline = time.monotonic() + interval
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.05)
+    click.echo("evesnap agent: stopped", err=True)
+
+
+def _json_bytes(data: Any) -> bytes:
+    import json
+
+    return json.dumps(data, indent=2).encode()

@@ -1,0 +1,52 @@
+"""Opening what a command needs: backends, runtime, store, orchestrator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+from evesnap_core.discovery import Registry, load_backends
+from evesnap_core.durable import ensure_dir
+from evesnap_core.errors import ConfigError
+from evesnap_core.orchestrator.content import ContentResolver
+from evesnap_core.orchestrator.engine import Orchestrator
+from evesnap_core.orchestrator.file_store import FileStore
+from evesnap_core.runtimes.loader import load_runtime
+
+
+@dataclass
+class Session:
+    persist: Path
+    registry: Registry
+    store: FileStore
+    orchestrator: Orchestrator
+
+    def app_uuid(self, name_or_uuid: str) -> UUID:
+        """An app by its UUID or its display name."""
+        apps = self.orchestrator.apps
+        try:
+            wanted = UUID(name_or_uuid)
+        except ValueError:
+            matches = [a.uuid for a in apps.values() if a.name == name_or_uuid]
+            if len(matches) == 1:
+                return matches[0]
+            known = ", ".join(sorted(a.name or str(a.uuid) for a in apps.values())) or "none"
+            what = "several apps are" if matches else "no app is"
+            raise ConfigError("APP", f"{what} named {name_or_uuid!r} (apps: {known})") from None
+        if wanted not in apps:
+            raise ConfigError("APP", f"no app {wanted} (run 'evesnap status' to list apps)")
+        return wanted
+
+
+def open_session(persist: Path, runtime: str, base_dir: Path | None = None) -> Session:
+    ensure_dir(persist)
+    registry = load_backends(persist)
+    store = FileStore(persist)
+    orchestrator = Orchestrator(
+        registry,
+        load_runtime(runtime, persist),
+        ContentResolver(base_dir=base_dir or Path.cwd()),
+        store=store,
+    )
+    return Session(persist, registry, store, orchestrator)
