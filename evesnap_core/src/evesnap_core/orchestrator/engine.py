@@ -32,6 +32,7 @@ from functools import partial
 from uuid import UUID
 
 from evesnap_core.backend import Backend
+from evesnap_core.crashpoints import crashpoint
 from evesnap_core.discovery import Registry
 from evesnap_core.errors import ConfigError, EvesnapError, NotFound
 from evesnap_core.handler_types import Capability, LiveAttachment, SnapshotInfo, VolumeHandle, VolumeSpec
@@ -259,6 +260,7 @@ class Orchestrator:
         if running and (update or immediate or restart or not target.activate):
             self._stop(record)
             running = False
+            crashpoint("converge.app_stopped")
         if not running:
             for snap in deleting:
                 self._delete_snapshot(record, snap)  # deletions before creations
@@ -272,6 +274,7 @@ class Orchestrator:
             if update or first_deploy or restart or record.deployed != target:
                 record.deployed = target
             self.store.save_app(record)
+            crashpoint("converge.deployed")
         if target.activate and not running:
             self.runtime.start(self._app_spec(record, target))
         self.store.save_app(record)
@@ -378,6 +381,7 @@ class Orchestrator:
         made: list[tuple[Backend, VolumeHandle, bool]] = []
         infos: dict[str, tuple[VolumeHandle, SnapshotInfo]] = {}
         intent = self.store.begin("snapshot", record.uuid, snap.id, {"volumes": ",".join(snap.volume_keys)})
+        crashpoint("snapshot.intent_recorded")
         try:
             by_backend: dict[str, list[VolumeHandle]] = {}
             for key in snap.volume_keys:
@@ -393,11 +397,13 @@ class Orchestrator:
                         handle = next(h for h in plain if h.uuid == info.volume)
                         infos[handle.key] = (handle, info)
                         made.append((backend, handle, False))
+                    crashpoint("snapshot.backend_group_done")
             for name, handles in by_backend.items():
                 for handle in (h for h in handles if h.key in retiring):
                     backend = self.registry.get(name)
                     infos[handle.key] = (handle, backend.snapshot(handle, snap.id, retiring=True))
                     made.append((backend, handle, True))
+                    crashpoint("snapshot.volume_retired")
         except EvesnapError as exc:
             self._undo_snapshot(snap.id, made)
             snap.error = Problem(description=f"snapshot failed: {exc}", time=self.clock())
@@ -418,6 +424,7 @@ class Orchestrator:
             self.store.remove_volume(key)
         self.store.save_snapshot(snap)
         self.store.save_app(record)
+        crashpoint("snapshot.recorded")
         self.store.commit(intent)
 
     @staticmethod
@@ -434,6 +441,7 @@ class Orchestrator:
         self, record: AppRecord, snap: SnapshotRecord, attachments: Mapping[str, LiveAttachment] | None = None
     ) -> None:
         intent = self.store.begin("delete", record.uuid, snap.id, {})
+        crashpoint("delete.intent_recorded")
         failures = []
         for key, part in list(snap.volumes.items()):
             handle = part.handle
@@ -445,6 +453,7 @@ class Orchestrator:
                 failures.append(f"{key}: {exc}")
                 continue
             del snap.volumes[key]
+            crashpoint("delete.volume_done")
         if failures:
             snap.error = Problem(description="deletion failed: " + "; ".join(failures), time=self.clock())
             self.store.save_snapshot(snap)
@@ -458,6 +467,7 @@ class Orchestrator:
                 self.store.save_snapshot(other)
         self._forget_snapshot(record, snap.id)
         self.store.save_app(record)
+        crashpoint("delete.recorded")
         self.store.commit(intent)
 
     def _rollback(self, record: AppRecord, sid: str) -> None:
@@ -467,12 +477,15 @@ class Orchestrator:
             record.rollback_target = None
             raise EvesnapError(f"rollback to snapshot {sid!r}: no such available snapshot")
         intent = self.store.begin("rollback", record.uuid, sid, {})
+        crashpoint("rollback.intent_recorded")
         try:
             if self.runtime.state(record.uuid) == "running":
                 self._stop(record)
+                crashpoint("rollback.app_stopped")
             for key, part in snap.volumes.items():
                 backend = self.registry.get(part.handle.backend)
                 result = backend.rollback(part.handle, sid)
+                crashpoint("rollback.volume_done")
                 if part.retired:  # the retained generation is a volume again
                     spec = VolumeSpec(
                         uuid=part.handle.uuid,
@@ -500,6 +513,7 @@ class Orchestrator:
         snap.error = None
         self.store.save_snapshot(snap)
         self.store.save_app(record)
+        crashpoint("rollback.recorded")
         self.store.commit(intent)
 
     # ================================================================ local operations
