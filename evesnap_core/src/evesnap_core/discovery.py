@@ -148,7 +148,8 @@ def load_backends(
     """Load every installed backend; never raise for one backend's fault.
 
     `extra` adds (name, factory) pairs that are not installed distributions, for
-    tests and for embedding.
+    tests and for embedding; an extra replaces an installed entry point of the
+    same name, and the block list applies to extras too.
     """
     window = window or ApiWindow()
     blocked = blocked_names(environ)

@@ -16,8 +16,8 @@ def conformance(backend: str, as_json: bool, keyword: str | None) -> None:
 
     The backend's distribution registers a harness under the entry-point group
     evesnap.conformance. Prints each case by capability: pass, FAIL (with the
-    reason), or not declared. Exit code 0 when nothing failed, 1 otherwise,
-    2 when the suite could not run at all.
+    reason), or not declared. Exit code 0 when cases passed and none failed, 1
+    when one failed, 2 when the suite could not run or every case was skipped.
     """
     from evesnap_core.testing.conformance.runner import run_suite
 
@@ -40,3 +40,10 @@ def conformance(backend: str, as_json: bool, keyword: str | None) -> None:
         click.echo("\n" + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     if any(r.outcome == "FAIL" for r in results):
         raise SystemExit(1)
+    if not any(r.outcome == "pass" for r in results):
+        click.echo(
+            f"evesnap: error: no case passed for {backend!r}: every one was skipped "
+            "(is the backend available here? see 'evesnap plugins')",
+            err=True,
+        )
+        raise SystemExit(2)

@@ -7,6 +7,7 @@
 - runner.py: runs the suite against an installed backend for ``evesnap conformance``.
 """
 
+from evesnap_core.backend import Backend
 from evesnap_core.testing.conformance.harness import Harness, pattern, qemu_io_read, qemu_io_write
 
-__all__ = ["Harness", "pattern", "qemu_io_read", "qemu_io_write"]
+__all__ = ["Backend", "Harness", "pattern", "qemu_io_read", "qemu_io_write"]

@@ -1,8 +1,10 @@
 """The conformance suite's pytest plugin: opt-in, never auto-loaded.
 
-Load it from your backend's ``conftest.py``::
+Load it from your backend's ``conftest.py`` (``import_plugin``, not
+``pytest_plugins``, which pytest refuses in a conftest that is not top-level)::
 
-    pytest_plugins = ["evesnap_core.testing.conformance.plugin"]
+    def pytest_configure(config):
+        config.pluginmanager.import_plugin("evesnap_core.testing.conformance.plugin")
 
     @pytest.fixture
     def conformance_harness_class():

@@ -27,7 +27,8 @@ from evesnap_core.errors import (
     SnapshotInUse,
     SnapshotNotFound,
 )
-from evesnap_core.handler_types import Capability, SnapshotInfo, VolumeHandle
+from evesnap_core.handler_types import Capability, ContentSource, SnapshotInfo, VolumeHandle
+from evesnap_core.process import run
 from evesnap_core.testing.conformance.harness import MIB, Harness, first_difference, pattern
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "TestIdempotentCreate",
     "TestListing",
     "TestLiveSnapshot",
+    "TestPopulate",
     "TestReadOnlyAccess",
     "TestRollback",
     "TestRollbackCheck",
@@ -96,6 +98,27 @@ class TestVolumes:
         backend.destroy_volume(volume)
 
 
+@pytest.mark.capability("populate_volume")
+class TestPopulate:
+    @pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+    def test_populate_holds_the_content(self, harness: Harness, backend: Backend, fmt: str) -> None:
+        need(backend, Capability.POPULATE_VOLUME)
+        content = pattern(80, 2 * REGION)
+        raw = harness.workdir / "content.raw"
+        raw.write_bytes(content)
+        source = raw
+        if fmt == "qcow2":
+            source = harness.workdir / "content.qcow2"
+            run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(source)], timeout=120)
+        volume = backend.populate_volume(harness.volume_spec(), ContentSource(path=source, format=fmt))
+        try:
+            assert_bytes(harness, volume, content, f"a volume populated from {fmt} content")
+            details = backend.volume_details(volume)
+            assert details.virtual_size >= harness.volume_size, "populated volume smaller than asked"
+        finally:
+            backend.destroy_volume(volume)
+
+
 @pytest.mark.capability("snapshot")
 class TestRollback:
     def test_rollback_restores_exact_bytes(
@@ -105,7 +128,7 @@ class TestRollback:
         before = fill(harness, volume, seed=1)
         snapshots.snapshot(volume, "s1")
         harness.write(volume, REGION // 2, pattern(2, REGION))  # overwrite across regions
-        harness.write(volume, 3 * REGION, pattern(3, REGION))  # and data past the old end
+        harness.write(volume, 3 * REGION, pattern(3, REGION))  # and a region never written before
         rollback_to(snapshots, volume, "s1")
         assert_bytes(harness, volume, before, "after rollback to s1")
         tail = harness.read(volume, 3 * REGION, REGION)
@@ -429,7 +452,10 @@ class TestHostileNames:
         assert snapshot_id not in ids(snapshots.list_snapshots(volume))
         assert not marker.exists(), "a snapshot id was run by a shell"
         assert {p.name for p in harness.workdir.parent.iterdir()} == outside_before, "files appeared outside"
-        escaped = [p for p in harness.workdir.rglob("*evesnap-escape*") if harness.persist not in p.parents]
+        roots = {harness.workdir, harness.persist.parent}
+        escaped = [
+            p for root in roots for p in root.rglob("*evesnap-escape*") if harness.persist not in p.parents
+        ]
         assert not escaped, f"a snapshot id became a path outside the persist folder: {escaped}"
 
 

@@ -1,0 +1,1 @@
+from evesnap_core.testing.conformance.suite import *  # noqa: F403

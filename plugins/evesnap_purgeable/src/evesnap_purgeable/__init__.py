@@ -1,0 +1,1 @@
+"""evesnap-purgeable backend."""

@@ -1,0 +1,1 @@
+"""evesnap-qcow2 backend."""
