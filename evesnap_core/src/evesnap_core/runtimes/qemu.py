@@ -94,7 +94,13 @@ class QemuRuntime:
         self.memory_mb = memory_mb
 
     def _socket(self, app: UUID) -> Path:
-        return self.sockets / f"{self.tag}-{app}.qmp"
+        sock = self.sockets / f"{self.tag}-{app}.qmp"
+        if len(str(sock).encode()) >= 108:
+            raise AppRuntimeError(
+                f"QMP socket path {sock} is too long for a unix socket; "
+                f"set {RUNTIME_DIR_ENV} to a short folder such as /run/evesnap"
+            )
+        return sock
 
     def _dir(self, app: UUID) -> Path:
         return self.root / str(app)

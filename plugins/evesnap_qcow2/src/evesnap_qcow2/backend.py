@@ -1,0 +1,454 @@
+"""The qcow2 backend: internal snapshots, offline with qemu-img and live over QMP.
+
+Volumes are ``<persist>/vault/volumes/<uuid>#<generation>.qcow2``, as in the
+reference. Every operation on an image holds a per-image ``flock`` (concurrent
+qemu-img calls corrupt images); an image a running QEMU holds (the handle has
+an ``attachment``) is only touched through QMP, never by qemu-img.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evesnap_core import (
+    AlreadyExists,
+    BackendContext,
+    BackendInfo,
+    Capability,
+    ContentSource,
+    CorruptVolume,
+    EvesnapError,
+    FormatError,
+    NoSpace,
+    ReadOnlyExport,
+    RollbackCheck,
+    RollbackResult,
+    SnapshotInfo,
+    SnapshotInUse,
+    SnapshotNotFound,
+    VolumeDetails,
+    VolumeHandle,
+    VolumeLocked,
+    VolumeNotFound,
+    VolumeSpec,
+    hookimpl,
+)
+from evesnap_core.durable import ensure_dir, fsync_dir
+from evesnap_qcow2 import exports, header, live, naming, qemu_img, sidecar
+from evesnap_qcow2.sidecar import ExportRecord, TagRecord
+
+NAME = "qcow2"
+PLUGIN_API_VERSION = 1
+LOCK_TIMEOUT = 120.0
+CAPABILITIES = frozenset(
+    {
+        Capability.CREATE_VOLUME,
+        Capability.POPULATE_VOLUME,
+        Capability.SNAPSHOT,
+        Capability.LIVE_SNAPSHOT,
+        Capability.ATOMIC_GROUP,
+        Capability.ROLLBACK_ANY,
+        Capability.CLONE,
+        Capability.READ_ONLY,
+        Capability.LIVE_DELETE,
+    }
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Qcow2Backend:
+    def __init__(self, context: BackendContext) -> None:
+        self.volumes_dir = context.persist_dir / "vault" / "volumes"
+        self.log = context.logger
+
+    # ================================================================ plumbing
+
+    def _path(self, uuid: Any, generation: int) -> Path:
+        return self.volumes_dir / f"{uuid}#{generation}.qcow2"
+
+    def _image(self, volume: VolumeHandle) -> Path:
+        """The image of a handle: computed from uuid and generation, never taken
+        from the stored location, which could have been tampered with."""
+        return self._path(volume.uuid, volume.generation)
+
+    def _handle(self, spec: VolumeSpec) -> VolumeHandle:
+        return VolumeHandle(
+            uuid=spec.uuid,
+            generation=spec.generation,
+            backend=NAME,
+            format="qcow2",
+            location=str(self._path(spec.uuid, spec.generation)),
+        )
+
+    @contextlib.contextmanager
+    def _locked(self, image: Path) -> Iterator[None]:
+        """The image's exclusive lock, for every operation (offline and live)."""
+        ensure_dir(image.parent)
+        lock = image.with_name(image.name + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + LOCK_TIMEOUT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise VolumeLocked(image.name, f"another evesnap operation holds {lock}") from None
+                    time.sleep(0.01)
+            yield
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _require_image(image: Path) -> None:
+        if not image.exists():
+            raise VolumeNotFound(image.name, f"{image} does not exist")
+
+    @staticmethod
+    def _find(image: Path, tag: str) -> header.TableEntry | None:
+        return next((e for e in header.read_snapshot_table(image) if e.name == tag), None)
+
+    def _info(
+        self, volume: VolumeHandle, entry: header.TableEntry, record: TagRecord | None, snapshot_id: str
+    ) -> SnapshotInfo:
+        created = datetime.fromtimestamp(entry.date_sec + entry.date_nsec / 1e9, UTC)
+        return SnapshotInfo(
+            snapshot_id=snapshot_id,
+            name=entry.name,
+            volume=volume.uuid,
+            generation=volume.generation,
+            created=created,
+            parent=record.parent if record else None,
+        )
+
+    # ================================================================ description
+
+    @hookimpl
+    def evesnap_backend_info(self) -> BackendInfo:
+        return BackendInfo(
+            name=NAME,
+            plugin_api_version=PLUGIN_API_VERSION,
+            capabilities=CAPABILITIES,
+            formats=("qcow2",),
+            snapshot_space="copy_on_write",
+            description="qcow2 images: internal snapshots with qemu-img, live over QMP",
+        )
+
+    @hookimpl
+    def evesnap_claim_volume(self, volume: VolumeSpec) -> bool | None:
+        return True if volume.format == "qcow2" and not volume.purgeable else None
+
+    # ================================================================ volumes
+
+    @hookimpl
+    def evesnap_create_volume(self, volume: VolumeSpec) -> VolumeHandle:
+        if volume.format != "qcow2":
+            raise FormatError(f"the qcow2 backend makes qcow2 volumes, not {volume.format}")
+        image = self._path(volume.uuid, volume.generation)
+        with self._locked(image):
+            if image.exists():
+                size = int(qemu_img.info(image)["virtual-size"])
+                if size != volume.size_bytes:
+                    raise AlreadyExists(
+                        f"volume {volume.key} exists with {size} bytes, not {volume.size_bytes}"
+                    )
+                return self._handle(volume)
+            tmp = image.with_name(f".{image.name}.creating")
+            qemu_img.create(tmp, volume.size_bytes)
+            self._publish(tmp, image)
+        return self._handle(volume)
+
+    @staticmethod
+    def _publish(tmp: Path, image: Path) -> None:
+        tmp.chmod(0o600)
+        tmp.rename(image)
+        fsync_dir(image.parent)
+
+    @hookimpl
+    def evesnap_populate_volume(
+        self, volume: VolumeSpec, source: ContentSource, progress: Any
+    ) -> VolumeHandle:
+        if volume.format != "qcow2":
+            raise FormatError(f"the qcow2 backend makes qcow2 volumes, not {volume.format}")
+        image = self._path(volume.uuid, volume.generation)
+        with self._locked(image):
+            if image.exists():
+                return self._handle(volume)
+            src = str(source.path.resolve())
+            opts = (
+                qemu_img.image_opts(source.path)
+                if source.format == "qcow2"
+                else f"driver=raw,file.filename={src.replace(',', ',,')}"
+            )
+            needed = qemu_img.measure(opts)
+            self._check_space(image.parent, needed)
+            tmp = image.with_name(f".{image.name}.creating")
+            try:
+                qemu_img.convert(["--image-opts", opts], tmp)
+                virtual = int(qemu_img.info(tmp)["virtual-size"])
+                if volume.size_bytes > virtual:
+                    qemu_img.resize(tmp, volume.size_bytes)
+                self._publish(tmp, image)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            if progress is not None:
+                progress(needed, needed)
+        return self._handle(volume)
+
+    @staticmethod
+    def _check_space(folder: Path, needed: int) -> None:
+        ensure_dir(folder)
+        stat = os.statvfs(folder)
+        available = stat.f_bavail * stat.f_frsize
+        if needed > available:
+            raise NoSpace(str(folder), needed, available)
+
+    @hookimpl
+    def evesnap_destroy_volume(self, volume: VolumeHandle) -> None:
+        if volume.attachment is not None:
+            raise VolumeLocked(volume.key, "a running VM holds it")
+        image = self._image(volume)
+        with self._locked(image):
+            state = sidecar.load(image)
+            for record in state.exports.values():
+                exports.stop(record.pid, Path(record.socket))
+            with contextlib.suppress(FileNotFoundError):
+                image.unlink()
+            sidecar.remove(image)
+            fsync_dir(image.parent)
+        with contextlib.suppress(FileNotFoundError):
+            image.with_name(image.name + ".lock").unlink()
+
+    @hookimpl
+    def evesnap_volume_details(self, volume: VolumeHandle) -> VolumeDetails:
+        image = self._image(volume)
+        self._require_image(image)
+        shared = volume.attachment is not None
+        data = qemu_img.info(image, force_share=shared)
+        dirty, corrupt, problems = qemu_img.check(image, force_share=shared)
+        specific = data.get("format-specific", {}).get("data", {})
+        corrupt = corrupt or bool(specific.get("corrupt", False))
+        return VolumeDetails(
+            handle=volume,
+            format="qcow2",
+            virtual_size=int(data["virtual-size"]),
+            actual_size=int(data.get("actual-size", 0)),
+            dirty=dirty,
+            corrupt=corrupt,
+            problems=tuple(problems),
+        )
+
+    # ================================================================ snapshots
+
+    @hookimpl
+    def evesnap_snapshot_volume(self, volume: VolumeHandle, snapshot_id: str) -> SnapshotInfo:
+        return self.evesnap_snapshot_group([volume], snapshot_id)[0]
+
+    @hookimpl
+    def evesnap_snapshot_group(self, volumes: Sequence[VolumeHandle], snapshot_id: str) -> list[SnapshotInfo]:
+        """All volumes' snapshots or none. Held by one VM: one QMP transaction, which
+        is atomic. Offline: every image locked, made one by one, undone on failure
+        (no VM holds them, so nothing writes in between)."""
+        images = {v.key: self._image(v) for v in volumes}
+        with contextlib.ExitStack() as stack:
+            for key in sorted(images):
+                stack.enter_context(self._locked(images[key]))
+            todo: list[tuple[VolumeHandle, str]] = []
+            for volume in volumes:
+                image = images[volume.key]
+                self._require_image(image)
+                tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
+                state = sidecar.load(image)
+                if self._find(image, tag) is None:
+                    state.tags[tag] = TagRecord(snapshot_id=snapshot_id, parent=state.current, created=_now())
+                    sidecar.save(image, state)  # recorded before it exists: a crash leaves no unknown tag
+                    todo.append((volume, tag))
+            self._create_all(todo, images)
+            infos = []
+            for volume in volumes:
+                image = images[volume.key]
+                tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
+                entry = self._find(image, tag)
+                if entry is None:
+                    raise CorruptVolume(f"snapshot {tag} missing from {image} right after it was made")
+                state = sidecar.load(image)
+                if (volume, tag) in todo:
+                    state.current = snapshot_id
+                    sidecar.save(image, state)
+                infos.append(self._info(volume, entry, state.tags.get(tag), snapshot_id))
+            return infos
+
+    def _create_all(self, todo: list[tuple[VolumeHandle, str]], images: dict[str, Path]) -> None:
+        attached = [(v, t) for v, t in todo if v.attachment is not None]
+        offline = [(v, t) for v, t in todo if v.attachment is None]
+        made: list[tuple[VolumeHandle, str]] = []
+        try:
+            if attached:
+                live.snapshot_group(attached)
+                made.extend(attached)
+            for volume, tag in offline:
+                qemu_img.snapshot("-c", images[volume.key], tag)
+                made.append((volume, tag))
+        except BaseException:
+            for volume, tag in reversed(made):
+                with contextlib.suppress(EvesnapError):
+                    self._delete_tag(volume, images[volume.key], tag)
+            for volume, tag in todo:
+                state = sidecar.load(images[volume.key])
+                state.tags.pop(tag, None)
+                sidecar.save(images[volume.key], state)
+            raise
+
+    def _delete_tag(self, volume: VolumeHandle, image: Path, tag: str) -> None:
+        if volume.attachment is not None:
+            live.delete(volume, tag)
+        else:
+            qemu_img.snapshot("-d", image, tag)
+
+    @hookimpl
+    def evesnap_list_snapshots(self, volume: VolumeHandle) -> list[SnapshotInfo]:
+        image = self._image(volume)
+        self._require_image(image)
+        head = naming.prefix(volume.uuid, volume.generation)
+        state = sidecar.load(image)
+        entries = [e for e in header.read_snapshot_table(image) if e.name.startswith(head)]
+        entries.sort(key=lambda e: (e.date_sec, e.date_nsec, int(e.id) if e.id.isdigit() else 0))
+        out = []
+        for entry in entries:
+            record = state.tags.get(entry.name)
+            sid = (
+                record.snapshot_id
+                if record
+                else naming.id_from_tag(entry.name, volume.uuid, volume.generation)
+            )
+            out.append(self._info(volume, entry, record, sid or entry.name))
+        return out
+
+    def _tag_of(self, volume: VolumeHandle, snapshot_id: str) -> tuple[Path, str]:
+        image = self._image(volume)
+        self._require_image(image)
+        tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
+        if self._find(image, tag) is None:
+            raise SnapshotNotFound(snapshot_id, volume.key)
+        return image, tag
+
+    @hookimpl
+    def evesnap_rollback_check(self, volume: VolumeHandle, snapshot_id: str) -> RollbackCheck:
+        self._tag_of(volume, snapshot_id)
+        held = volume.attachment is not None
+        return RollbackCheck(
+            possible=not held, needs_stop=held, reason="the VM holding the volume must stop" if held else ""
+        )
+
+    @hookimpl
+    def evesnap_rollback(self, volume: VolumeHandle, snapshot_id: str) -> RollbackResult:
+        if volume.attachment is not None:
+            raise VolumeLocked(volume.key, "rollback needs the app stopped")
+        image = self._image(volume)
+        with self._locked(image):
+            image, tag = self._tag_of(volume, snapshot_id)
+            qemu_img.snapshot("-a", image, tag)
+            state = sidecar.load(image)
+            state.current = snapshot_id
+            sidecar.save(image, state)
+        return RollbackResult(snapshot_id=snapshot_id, live_generation=volume.generation)
+
+    @hookimpl
+    def evesnap_delete_snapshot(self, volume: VolumeHandle, snapshot_id: str) -> None:
+        image = self._image(volume)
+        if not image.exists():
+            return
+        tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
+        with self._locked(image):
+            state = sidecar.load(image)
+            users = [k for k, e in state.exports.items() if e.tag == tag and exports.alive(e.pid)]
+            if users:
+                raise SnapshotInUse(snapshot_id, [f"read-only export {u}" for u in users])
+            if self._find(image, tag) is not None:
+                self._delete_tag(volume, image, tag)
+            removed = state.tags.pop(tag, None)
+            parent = removed.parent if removed else None
+            for record in state.tags.values():
+                if record.parent == snapshot_id:
+                    record.parent = parent
+            if state.current == snapshot_id:
+                state.current = parent
+            state.exports = {k: e for k, e in state.exports.items() if e.tag != tag}
+            sidecar.save(image, state)
+
+    # ================================================================ clones and exports
+
+    @hookimpl
+    def evesnap_clone_snapshot(
+        self, volume: VolumeHandle, snapshot_id: str, target: VolumeSpec, progress: Any
+    ) -> VolumeHandle:
+        if target.format != "qcow2":
+            raise FormatError(f"the qcow2 backend clones into qcow2 volumes, not {target.format}")
+        image = self._image(volume)
+        clone = self._path(target.uuid, target.generation)
+        if clone.exists():
+            raise AlreadyExists(f"volume {target.key} exists already")
+        with self._locked(image):
+            image, tag = self._tag_of(volume, snapshot_id)
+            opts = qemu_img.image_opts(image)
+            needed = qemu_img.measure(opts, tag)
+            self._check_space(clone.parent, needed)
+            tmp = clone.with_name(f".{clone.name}.creating")
+            source = ["-l", f"snapshot.name={tag}", "--image-opts", opts]
+            if volume.attachment is not None:
+                source.insert(0, "-U")
+            try:
+                qemu_img.convert(source, tmp)
+                if target.size_bytes > int(qemu_img.info(tmp)["virtual-size"]):
+                    qemu_img.resize(tmp, target.size_bytes)
+                self._publish(tmp, clone)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        if progress is not None:
+            progress(needed, needed)
+        return self._handle(target.model_copy(update={"backend": NAME}))
+
+    @hookimpl
+    def evesnap_open_snapshot(
+        self, volume: VolumeHandle, snapshot_id: str, runtime_dir: str
+    ) -> ReadOnlyExport:
+        image = self._image(volume)
+        with self._locked(image):
+            image, tag = self._tag_of(volume, snapshot_id)
+            folder = ensure_dir(Path(runtime_dir))
+            sock = exports.socket_path(folder, image, tag)
+            state = sidecar.load(image)
+            record = state.exports.get(sock.name)
+            if record is None or not exports.alive(record.pid):
+                pid = exports.start(image, tag, sock)
+                state.exports[sock.name] = ExportRecord(tag=tag, pid=pid, socket=str(sock))
+                sidecar.save(image, state)
+        return ReadOnlyExport(
+            export_id=sock.name, kind="nbd", path=sock, format="raw", uri=f"nbd+unix:///?socket={sock}"
+        )
+
+    @hookimpl
+    def evesnap_close_snapshot(self, volume: VolumeHandle, export: ReadOnlyExport) -> None:
+        image = self._image(volume)
+        if not image.exists():
+            exports.stop(0, export.path)
+            return
+        with self._locked(image):
+            state = sidecar.load(image)
+            record = state.exports.pop(export.export_id, None)
+            if record is not None:
+                exports.stop(record.pid, Path(record.socket))
+                sidecar.save(image, state)
