@@ -34,15 +34,15 @@ class QmpSession:
         self.sock = sock
         self.client = client
 
-    def command(self, name: str, **arguments: Any) -> Any:
+    def command(self, command: str, /, **arguments: Any) -> Any:
         """Run one command; its ``return`` value, or QmpError with QEMU's error text."""
         try:
-            reply = self.client.cmd_raw(name, arguments or None)
+            reply = self.client.cmd_raw(command, arguments or None)
         except (TimeoutError, QMPError, OSError) as exc:
-            raise QmpError(str(self.sock), name, f"{type(exc).__name__}: {exc}") from exc
+            raise QmpError(str(self.sock), command, f"{type(exc).__name__}: {exc}") from exc
         if "error" in reply:
             err = reply["error"]
-            raise QmpError(str(self.sock), name, f"{err.get('class', '?')}: {err.get('desc', err)}")
+            raise QmpError(str(self.sock), command, f"{err.get('class', '?')}: {err.get('desc', err)}")
         return reply.get("return")
 
     def hmp(self, command_line: str) -> str:
