@@ -8,9 +8,12 @@ after a crash the rename either happened or did not.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
+
+from evesnap_core.errors import NoSpace
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -40,7 +43,20 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
 
 
 def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
-    """Replace `path` with `data` durably; readers never see a partial file."""
+    """Replace `path` with `data` durably; readers never see a partial file.
+
+    A full disk raises NoSpace (and leaves the old file as it was).
+    """
+    try:
+        _atomic_write(path, data, mode)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            stat = os.statvfs(path.parent)
+            raise NoSpace(str(path.parent), len(data), stat.f_bavail * stat.f_frsize) from exc
+        raise
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
