@@ -42,23 +42,48 @@ def new_volume(backend: Backend, size: int = 8 * MIB) -> tuple[VolumeSpec, Path]
 
 
 def snapshot_names(image: Path) -> str:
-    return subprocess.run(["qemu-img", "snapshot", "-U", "-l", str(image)], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["qemu-img", "snapshot", "-U", "-l", str(image)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 @contextlib.contextmanager
 def vm(tmp_path: Path, images: list[Path]) -> Iterator[tuple[Path, Path]]:
     """A QEMU holding `images` (nodes vol0, vol1...) with two QMP sockets: one for the
     backend, one for an observer that sees every event."""
-    run_dir = Path(subprocess.run(["mktemp", "-d", "/tmp/es-XXXXXX"], capture_output=True, text=True,
-                                  check=True).stdout.strip())
+    run_dir = Path(
+        subprocess.run(
+            ["mktemp", "-d", "/tmp/es-XXXXXX"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     sock, watch = run_dir / "a.qmp", run_dir / "b.qmp"
-    argv = ["qemu-system-x86_64", "-nodefaults", "-display", "none", "-accel", "tcg", "-m", "64",
-            "-qmp", f"unix:{sock},server=on,wait=off", "-qmp", f"unix:{watch},server=on,wait=off"]
+    argv = [
+        "qemu-system-x86_64",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-accel",
+        "tcg",
+        "-m",
+        "64",
+        "-qmp",
+        f"unix:{sock},server=on,wait=off",
+        "-qmp",
+        f"unix:{watch},server=on,wait=off",
+    ]
     for i, image in enumerate(images):
-        argv += ["-blockdev", json.dumps({"driver": "qcow2", "node-name": f"vol{i}",
-                                          "file": {"driver": "file", "filename": str(image)}}),
-                 "-device", f"virtio-blk-pci,drive=vol{i}"]
+        argv += [
+            "-blockdev",
+            json.dumps(
+                {
+                    "driver": "qcow2",
+                    "node-name": f"vol{i}",
+                    "file": {"driver": "file", "filename": str(image)},
+                }
+            ),
+            "-device",
+            f"virtio-blk-pci,drive=vol{i}",
+        ]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
@@ -81,7 +106,10 @@ def test_live_group_snapshot_is_one_transaction_and_never_pauses(tmp_path: Path,
         observer = QEMUMonitorProtocol(str(watch))
         observer.connect()
         try:
-            live = [h.attached(LiveAttachment(qmp_socket=sock, node_name=f"vol{i}")) for i, h in enumerate(handles)]
+            live = [
+                h.attached(LiveAttachment(qmp_socket=sock, node_name=f"vol{i}"))
+                for i, h in enumerate(handles)
+            ]
             infos = backend.snapshot_group(live, "live-1")
             assert [i.volume for i in infos] == [a_spec.uuid, b_spec.uuid]
             status = observer.cmd("query-status")
@@ -104,8 +132,10 @@ def test_live_transaction_is_all_or_nothing(tmp_path: Path, backend: Backend) ->
     (a_spec, a), (b_spec, b) = new_volume(backend), new_volume(backend)
     handles = [backend.create_volume(a_spec), backend.create_volume(b_spec)]
     with vm(tmp_path, [a, b]) as (sock, _):
-        live = [handles[0].attached(LiveAttachment(qmp_socket=sock, node_name="vol0")),
-                handles[1].attached(LiveAttachment(qmp_socket=sock, node_name="no-such-node"))]
+        live = [
+            handles[0].attached(LiveAttachment(qmp_socket=sock, node_name="vol0")),
+            handles[1].attached(LiveAttachment(qmp_socket=sock, node_name="no-such-node")),
+        ]
         with pytest.raises(Exception, match="no-such-node|not found|Cannot find"):
             backend.snapshot_group(live, "doomed")
         assert backend.list_snapshots(live[0]) == []
@@ -175,8 +205,9 @@ def test_no_space_is_refused_before_copying(small_fs: Path, tmp_path: Path) -> N
     backend = load_backends(small_fs, environ={}).get("qcow2")
     spec, image = new_volume(backend, size=64 * MIB)
     handle = backend.create_volume(spec)
-    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 7 0 4M", str(image)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", "write -P 7 0 4M", str(image)], check=True, capture_output=True
+    )
     backend.snapshot(handle, "s1")
     before = {p.name for p in image.parent.iterdir()}
     target = VolumeSpec(uuid=uuid.uuid4(), format="qcow2", size_bytes=64 * MIB, backend="qcow2")

@@ -266,16 +266,24 @@ class Qcow2Backend:
             for key in sorted(images):
                 stack.enter_context(self._locked(images[key]))
             todo: list[tuple[VolumeHandle, str]] = []
+            before: dict[str, sidecar.Sidecar] = {}
             for volume in volumes:
                 image = images[volume.key]
                 self._require_image(image)
                 tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
-                state = sidecar.load(image)
                 if self._find(image, tag) is None:
+                    state = sidecar.load(image)
+                    before[volume.key] = state.model_copy(deep=True)
                     state.tags[tag] = TagRecord(snapshot_id=snapshot_id, parent=state.current, created=_now())
+                    state.current = snapshot_id
                     sidecar.save(image, state)  # recorded before it exists: a crash leaves no unknown tag
                     todo.append((volume, tag))
-            self._create_all(todo, images)
+            try:
+                self._create_all(todo, images)
+            except BaseException:
+                for key, state in before.items():
+                    sidecar.save(images[key], state)
+                raise
             infos = []
             for volume in volumes:
                 image = images[volume.key]
@@ -283,11 +291,7 @@ class Qcow2Backend:
                 entry = self._find(image, tag)
                 if entry is None:
                     raise CorruptVolume(f"snapshot {tag} missing from {image} right after it was made")
-                state = sidecar.load(image)
-                if (volume, tag) in todo:
-                    state.current = snapshot_id
-                    sidecar.save(image, state)
-                infos.append(self._info(volume, entry, state.tags.get(tag), snapshot_id))
+                infos.append(self._info(volume, entry, sidecar.load(image).tags.get(tag), snapshot_id))
             return infos
 
     def _create_all(self, todo: list[tuple[VolumeHandle, str]], images: dict[str, Path]) -> None:
@@ -305,10 +309,6 @@ class Qcow2Backend:
             for volume, tag in reversed(made):
                 with contextlib.suppress(EvesnapError):
                     self._delete_tag(volume, images[volume.key], tag)
-            for volume, tag in todo:
-                state = sidecar.load(images[volume.key])
-                state.tags.pop(tag, None)
-                sidecar.save(images[volume.key], state)
             raise
 
     def _delete_tag(self, volume: VolumeHandle, image: Path, tag: str) -> None:

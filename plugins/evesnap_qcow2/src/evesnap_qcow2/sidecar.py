@@ -48,6 +48,7 @@ def sidecar_path(image: Path) -> Path:
 
 
 def load(image: Path) -> Sidecar:
+    """The image's sidecar; an empty one when it is missing or unreadable."""
     path = sidecar_path(image)
     try:
         return Sidecar.model_validate_json(path.read_bytes())
