@@ -227,7 +227,8 @@ def agent(obj: Any, config_path: Path, reports_path: Path | None, interval: floa
                 click.echo(f"evesnap agent: ignoring invalid {config_path}: {exc}", err=True)
             else:
                 reports = session.orchestrator.reconcile(device)
-                atomic_write(reports_path, _json_bytes(status_json(session.orchestrator, reports)))
+                data = status_json(session.orchestrator, reports, sizes=False)
+                atomic_write(reports_path, _json_bytes(data))
         deadline = time.monotonic() + interval
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.05)
