@@ -27,6 +27,8 @@ from typing import Any
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from evesnap_core.runtimes.qemu import guest_device
+
 HERE = Path(__file__).resolve().parent
 EVESNAP = str(Path(sys.executable).with_name("evesnap"))
 MIB = 1024 * 1024
@@ -130,9 +132,13 @@ class Walkthrough:
     def guest_write(self, volume_index: int, value: int) -> None:
         """Write 1 MiB into the running app's volume as its guest would (through QEMU)."""
         self.qmp(
-            "human-monitor-command", **{"command-line": f'qemu-io vol{volume_index} "write -P {value} 0 1M"'}
+            "human-monitor-command",
+            **{"command-line": f'qemu-io -d {guest_device(volume_index)} "write -P {value} 0 1M"'},
         )
-        self.qmp("human-monitor-command", **{"command-line": f'qemu-io vol{volume_index} "flush"'})
+        self.qmp(
+            "human-monitor-command",
+            **{"command-line": f'qemu-io -d {guest_device(volume_index)} "flush"'},
+        )
 
     def checksum(self, location: str) -> str:
         """sha256 of a volume's first MiB, read with qemu-img (never through evesnap)."""

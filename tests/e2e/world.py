@@ -22,6 +22,7 @@ from typing import Any
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from evesnap_core.runtimes.qemu import guest_device as device
 from evesnap_core.testing.conformance.harness import qemu_io_read
 
 EVESNAP = str(Path(sys.executable).with_name("evesnap"))
@@ -208,9 +209,12 @@ class Device:
         try:
             qmp.cmd(
                 "human-monitor-command",
-                **{"command-line": f'qemu-io vol{index} "write -P {value} {offset} {length}"'},
+                **{"command-line": f'qemu-io -d {device(index)} "write -P {value} {offset} {length}"'},
             )
-            qmp.cmd("human-monitor-command", **{"command-line": f'qemu-io vol{index} "flush"'})
+            qmp.cmd(
+                "human-monitor-command",
+                **{"command-line": f'qemu-io -d {device(index)} "flush"'},
+            )
         finally:
             qmp.close()
 

@@ -94,6 +94,8 @@ class LiveAttachment(_Frozen):
     qmp_socket: Path
     node_name: str
     """The format node (e.g. qcow2) of the drive inside QEMU."""
+    device: str = ""
+    """The guest device's qdev id (what writes as the guest would go through)."""
     vm: str = ""
 
 

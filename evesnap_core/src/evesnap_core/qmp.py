@@ -49,11 +49,12 @@ class QmpSession:
         """A human-monitor command (e.g. ``qemu-io vol0 "write -P 1 0 4k"``); its output."""
         out = self.command("human-monitor-command", **{"command-line": command_line})
         text = str(out or "")
-        if text.strip():
-            # HMP reports failures as text; qemu-io prints e.g. "write failed: ..."
-            lowered = text.lower()
-            if "failed" in lowered or "error" in lowered:
-                raise QmpError(str(self.sock), f"HMP {command_line!r}", text.strip())
+        lowered = text.lower()
+        # HMP reports failures as text only: "write failed: ...", "Permission conflict ..."
+        if any(
+            word in lowered for word in ("failed", "error", "conflict", "could not", "cannot", "not found")
+        ):
+            raise QmpError(str(self.sock), f"HMP {command_line!r}", text.strip())
         return text
 
     def events(self) -> list[dict[str, Any]]:

@@ -60,6 +60,16 @@ def node_name(index: int) -> str:
     return f"vol{index}"
 
 
+def device_id(index: int) -> str:
+    """The qdev id of the app's `index`-th disk."""
+    return f"disk{index}"
+
+
+def guest_device(index: int) -> str:
+    """The qdev path of the block device the guest writes through (``qemu-io -d``)."""
+    return f"/machine/peripheral/{device_id(index)}/virtio-backend"
+
+
 def _blockdev(index: int, volume: VolumeHandle) -> str:
     if volume.format == "zvol":
         file_node: dict[str, Any] = {"driver": "host_device", "filename": f"/dev/zvol/{volume.location}"}
@@ -158,7 +168,7 @@ class QemuRuntime:
                 "-blockdev",
                 _blockdev(index, volume),
                 "-device",
-                f"virtio-blk-pci,drive={node_name(index)},id=disk{index}",
+                f"virtio-blk-pci,drive={node_name(index)},id={device_id(index)}",
             ]
         try:
             run(argv, timeout=START_TIMEOUT)
@@ -202,7 +212,9 @@ class QemuRuntime:
             return {}
         sock = self._socket(app_id)
         return {
-            volume.key: LiveAttachment(qmp_socket=sock, node_name=node_name(i), vm=str(app_id))
+            volume.key: LiveAttachment(
+                qmp_socket=sock, node_name=node_name(i), device=guest_device(i), vm=str(app_id)
+            )
             for i, volume in enumerate(started.volumes)
         }
 

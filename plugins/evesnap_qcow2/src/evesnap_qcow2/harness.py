@@ -48,11 +48,12 @@ class Qcow2Harness(Harness):
             runtime.stop(app.uuid, timeout=30)
 
     def write_attached(self, volume: VolumeHandle, offset: int, data: bytes) -> None:
-        assert volume.attachment is not None
-        with qmp_session(volume.attachment.qmp_socket) as qmp:
+        held = volume.attachment
+        assert held is not None and held.device, "the runtime names the guest device"
+        with qmp_session(held.qmp_socket) as qmp:  # through the guest's device, as the guest writes
             for start, value, length in _runs(data):
-                qmp.hmp(f'qemu-io {volume.attachment.node_name} "write -P {value} {offset + start} {length}"')
-            qmp.hmp(f'qemu-io {volume.attachment.node_name} "flush"')
+                qmp.hmp(f'qemu-io -d {held.device} "write -P {value} {offset + start} {length}"')
+            qmp.hmp(f'qemu-io -d {held.device} "flush"')
 
 
 def _runs(data: bytes) -> Iterator[tuple[int, int, int]]:

@@ -1,0 +1,201 @@
+"""The real `evesnap` command as a subprocess against real qcow2 volumes and a
+real QEMU app (blank volumes here; purgeable ones are in tests/e2e)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evesnap_core.discovery import load_backends
+from evesnap_core.qmp import qmp_session
+from evesnap_core.testing.conformance.harness import qemu_io_read
+
+pytestmark = pytest.mark.qemu
+EVESNAP = str(Path(sys.executable).with_name("evesnap"))
+APP = "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
+VOL = "6ba7b814-9dad-41d1-80b4-00c04fd430c8"
+MIB = 1024 * 1024
+
+
+class Cli:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.run_dir = Path(
+            subprocess.run(
+                ["mktemp", "-d", "/tmp/es-cli-XXXXXX"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("EVESNAP_")}
+        self.env.update(EVESNAP_PERSIST=str(root / "persist"), EVESNAP_RUNTIME_DIR=str(self.run_dir))
+
+    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [EVESNAP, *args], env=self.env, capture_output=True, text=True, timeout=300, input=stdin
+        )
+
+    def config(
+        self,
+        snapshots: list[str] | None = None,
+        version: str = "1",
+        counter: int = 0,
+        active: str = "",
+        activate: bool = True,
+    ) -> Path:
+        data = {
+            "apps": [
+                {
+                    "uuidandversion": {"uuid": APP, "version": version},
+                    "displayname": "shop",
+                    "activate": activate,
+                    "volumeRefList": [{"uuid": VOL}],
+                    "snapshot": {
+                        "maxSnapshots": 5,
+                        "snapshots": [{"id": s, "type": 2} for s in snapshots or []],
+                        "rollbackCmd": {"counter": counter},
+                        "activeSnapshot": active,
+                    },
+                }
+            ],
+            "volumes": [{"uuid": VOL, "maxsizebytes": str(16 * MIB), "origin": {"type": "VCOT_BLANK"}}],
+        }
+        path = self.root / f"config-{uuid.uuid4().hex[:6]}.json"
+        path.write_text(json.dumps(data))
+        return path
+
+    def status(self) -> dict[str, Any]:
+        out = self("status", "--json")
+        assert out.returncode == 0, out.stderr
+        return dict(json.loads(out.stdout))
+
+    def location(self) -> str:
+        return str(next(v for v in self.status()["volumes"] if v["uuid"] == VOL)["location"])
+
+    def guest_write(self, value: int) -> None:
+        sock = next(self.run_dir.glob(f"*-{APP}.qmp"))
+        with qmp_session(sock) as qmp:
+            qmp.hmp(f'qemu-io -d /machine/peripheral/disk0/virtio-backend "write -P {value} 0 1M"')
+            qmp.hmp('qemu-io -d /machine/peripheral/disk0/virtio-backend "flush"')
+
+    def data(self) -> bytes:
+        return qemu_io_read(self.location(), "qcow2", 0, MIB)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    if "qcow2" not in load_backends(tmp_path).backends:
+        pytest.skip("evesnap-qcow2 is not installed (run scripts/setup)")
+    made = Cli(tmp_path)
+    try:
+        yield made
+    finally:
+        made("apply", "/dev/stdin", stdin='{"apps": []}')
+        subprocess.run(["rm", "-rf", str(made.run_dir)], check=False)
+
+
+def test_invalid_config_exits_2_naming_the_field_and_changes_nothing(cli: Cli) -> None:
+    bad = cli.root / "bad.json"
+    bad.write_text(json.dumps({"apps": [{"uuidandversion": {"uuid": "not-a-uuid"}}]}))
+    out = cli("apply", str(bad))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "apps[0].uuidandversion.uuid" in out.stderr
+    assert "fix the config file" in out.stderr
+    assert not (cli.root / "persist" / "state").exists() or cli.status()["apps"] == []
+
+
+def test_apply_status_and_local_snapshots(cli: Cli) -> None:
+    out = cli("apply", str(cli.config()))
+    assert out.returncode == 0, out.stderr
+    assert "RUNNING" in out.stdout and "shop" in out.stdout
+    status = cli.status()
+    volume = next(v for v in status["volumes"] if v["uuid"] == VOL)
+    assert volume["backend"] == "qcow2" and volume["location"].endswith(f"{VOL}#0.qcow2")
+    assert int(volume["virtualSizeBytes"]) == 16 * MIB
+
+    cli.guest_write(0xAB)
+    made = cli("snapshot", "create", "shop", "--json")
+    assert made.returncode == 0, made.stderr
+    local_id = json.loads(made.stdout)["snapshot"]
+    uuid.UUID(local_id)  # a device-generated UUID
+    listed = json.loads(cli("snapshot", "list", "shop", "--json").stdout)
+    assert [s["id"] for s in listed] == [local_id]
+    app = next(a for a in cli.status()["apps"] if a["AppID"] == APP)
+    assert app["state"] == "RUNNING" and app["snapshots"][0]["id"] == local_id
+
+    cli.guest_write(0xEE)  # damage
+    rolled = cli("snapshot", "rollback", "shop", local_id)
+    assert rolled.returncode == 0, rolled.stderr
+    assert cli.data() == bytes([0xAB]) * MIB
+
+    deleted = cli("snapshot", "delete", "shop", local_id)
+    assert deleted.returncode == 0 and "deleted" in deleted.stdout  # qcow2 deletes live
+    assert json.loads(cli("snapshot", "list", "shop", "--json").stdout) == []
+
+
+def test_unknown_app_and_snapshot_are_one_line_errors(cli: Cli) -> None:
+    assert cli("apply", str(cli.config())).returncode == 0
+    out = cli("snapshot", "list", "nosuchapp")
+    assert out.returncode == 2 and "no app is named 'nosuchapp'" in out.stderr
+    out = cli("snapshot", "rollback", "shop", str(uuid.uuid4()))
+    assert out.returncode == 1 and "rollback of shop failed" in out.stderr
+
+
+def test_controller_snapshot_and_rollback_through_apply(cli: Cli) -> None:
+    snap = str(uuid.uuid4())
+    assert cli("apply", str(cli.config())).returncode == 0
+    cli.guest_write(0x11)
+    out = cli("apply", str(cli.config(snapshots=[snap])), "--json")
+    reports = json.loads(out.stdout)
+    assert [s["id"] for s in reports["apps"][0]["snapshots"]] == [snap]
+    cli.guest_write(0x22)
+    out = cli("apply", str(cli.config(snapshots=[snap], version="2", counter=1, active=snap)), "--json")
+    assert json.loads(out.stdout)["apps"][0]["appVersion"] == "1"
+    assert cli.data() == bytes([0x11]) * MIB
+
+
+def test_agent_follows_the_config_and_stops_on_sigterm(cli: Cli) -> None:
+    config = cli.root / "device.json"
+    config.write_text(cli.config().read_text())
+    reports = cli.root / "reports.json"
+    agent = subprocess.Popen(
+        [EVESNAP, "agent", "--config", str(config), "--reports", str(reports), "--interval", "0.2"],
+        env=cli.env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def wait(predicate: Any) -> dict[str, Any]:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    data = json.loads(reports.read_text())
+                    if predicate(data):
+                        return dict(data)
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.1)
+            raise AssertionError(f"agent never reported; stderr: {agent.stderr}")
+
+        wait(lambda d: d["apps"] and d["apps"][0]["state"] == "RUNNING")
+        snap = str(uuid.uuid4())
+        config.write_text(cli.config(snapshots=[snap]).read_text())
+        wait(lambda d: [s["id"] for s in d["apps"][0]["snapshots"]] == [snap])
+        config.write_text("{ not json")  # an invalid config is reported and ignored
+        time.sleep(0.6)
+        assert agent.poll() is None
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=60) == 0
+        assert "ignoring invalid" in (agent.stderr.read() if agent.stderr else "")
+    finally:
+        if agent.poll() is None:
+            agent.kill()
