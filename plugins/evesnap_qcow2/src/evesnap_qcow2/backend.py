@@ -271,8 +271,11 @@ class Qcow2Backend:
                 image = images[volume.key]
                 self._require_image(image)
                 tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
-                if self._find(image, tag) is None:
-                    state = sidecar.load(image)
+                state = sidecar.load(image)
+                if self._find(image, tag) is not None:
+                    if state.readable and tag not in state.tags:
+                        raise AlreadyExists(f"{image.name} has a snapshot {tag} that evesnap did not make")
+                else:
                     before[volume.key] = state.model_copy(deep=True)
                     state.tags[tag] = TagRecord(snapshot_id=snapshot_id, parent=state.current, created=_now())
                     state.current = snapshot_id
@@ -281,8 +284,9 @@ class Qcow2Backend:
             try:
                 self._create_all(todo, images)
             except BaseException:
-                for key, state in before.items():
-                    sidecar.save(images[key], state)
+                for volume, tag in todo:  # a tag that landed anyway (e.g. a timeout) stays known
+                    if self._find(images[volume.key], tag) is None:
+                        sidecar.save(images[volume.key], before[volume.key])
                 raise
             infos = []
             for volume in volumes:

@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from evesnap_core.durable import atomic_write, durable_unlink
 
@@ -41,6 +41,13 @@ class Sidecar(BaseModel):
     exports: dict[str, ExportRecord] = Field(default_factory=dict)
 
     model_config = {"populate_by_name": True}
+    _readable: bool = PrivateAttr(default=False)
+
+    @property
+    def readable(self) -> bool:
+        """Read from an intact file: a tag it does not know is not evesnap's.
+        False for a missing or damaged sidecar, where nothing can be told apart."""
+        return self._readable
 
 
 def sidecar_path(image: Path) -> Path:
@@ -51,7 +58,9 @@ def load(image: Path) -> Sidecar:
     """The image's sidecar; an empty one when it is missing or unreadable."""
     path = sidecar_path(image)
     try:
-        return Sidecar.model_validate_json(path.read_bytes())
+        state = Sidecar.model_validate_json(path.read_bytes())
+        state._readable = True
+        return state
     except FileNotFoundError:
         return Sidecar()
     except (OSError, ValidationError, ValueError) as exc:
