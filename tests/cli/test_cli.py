@@ -4,10 +4,8 @@ real QEMU app (blank volumes here; purgeable ones are in tests/e2e)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,77 +15,10 @@ from typing import Any
 import pytest
 
 from evesnap_core.discovery import load_backends
-from evesnap_core.qmp import qmp_session
-from evesnap_core.testing.conformance.harness import qemu_io_read
+
+from ..support import APP, EVESNAP, MIB, VOL, Cli
 
 pytestmark = pytest.mark.qemu
-EVESNAP = str(Path(sys.executable).with_name("evesnap"))
-APP = "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
-VOL = "6ba7b814-9dad-41d1-80b4-00c04fd430c8"
-MIB = 1024 * 1024
-
-
-class Cli:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.run_dir = Path(
-            subprocess.run(
-                ["mktemp", "-d", "/tmp/es-cli-XXXXXX"], capture_output=True, text=True, check=True
-            ).stdout.strip()
-        )
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("EVESNAP_")}
-        self.env.update(EVESNAP_PERSIST=str(root / "persist"), EVESNAP_RUNTIME_DIR=str(self.run_dir))
-
-    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [EVESNAP, *args], env=self.env, capture_output=True, text=True, timeout=300, input=stdin
-        )
-
-    def config(
-        self,
-        snapshots: list[str] | None = None,
-        version: str = "1",
-        counter: int = 0,
-        active: str = "",
-        activate: bool = True,
-    ) -> Path:
-        data = {
-            "apps": [
-                {
-                    "uuidandversion": {"uuid": APP, "version": version},
-                    "displayname": "shop",
-                    "activate": activate,
-                    "volumeRefList": [{"uuid": VOL}],
-                    "snapshot": {
-                        "maxSnapshots": 5,
-                        "snapshots": [{"id": s, "type": 2} for s in snapshots or []],
-                        "rollbackCmd": {"counter": counter},
-                        "activeSnapshot": active,
-                    },
-                }
-            ],
-            "volumes": [{"uuid": VOL, "maxsizebytes": str(16 * MIB), "origin": {"type": "VCOT_BLANK"}}],
-        }
-        path = self.root / f"config-{uuid.uuid4().hex[:6]}.json"
-        path.write_text(json.dumps(data))
-        return path
-
-    def status(self) -> dict[str, Any]:
-        out = self("status", "--json")
-        assert out.returncode == 0, out.stderr
-        return dict(json.loads(out.stdout))
-
-    def location(self) -> str:
-        return str(next(v for v in self.status()["volumes"] if v["uuid"] == VOL)["location"])
-
-    def guest_write(self, value: int) -> None:
-        sock = next(self.run_dir.glob(f"*-{APP}.qmp"))
-        with qmp_session(sock) as qmp:
-            qmp.hmp(f'qemu-io -d /machine/peripheral/disk0/virtio-backend "write -P {value} 0 1M"')
-            qmp.hmp('qemu-io -d /machine/peripheral/disk0/virtio-backend "flush"')
-
-    def data(self) -> bytes:
-        return qemu_io_read(self.location(), "qcow2", 0, MIB)
 
 
 @pytest.fixture
@@ -98,8 +29,7 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
     try:
         yield made
     finally:
-        made("apply", "/dev/stdin", stdin='{"apps": []}')
-        subprocess.run(["rm", "-rf", str(made.run_dir)], check=False)
+        made.cleanup()
 
 
 def test_invalid_config_exits_2_naming_the_field_and_changes_nothing(cli: Cli) -> None:

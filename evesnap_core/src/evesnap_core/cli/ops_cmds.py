@@ -202,16 +202,16 @@ def agent(obj: Any, config_path: Path, reports_path: Path | None, interval: floa
     On SIGTERM the step in flight finishes (or stays journalled) and the agent
     exits 0. An invalid config is reported and the previous one stays applied.
     """
-    session = _session(obj, base_dir=config_path.resolve().parent)
-    reports_path = reports_path or obj.persist / "reports.json"
     stopping = False
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, on_term)  # first: a stop during start-up is clean too
     signal.signal(signal.SIGINT, on_term)
+    session = _session(obj, base_dir=config_path.resolve().parent)
+    reports_path = reports_path or obj.persist / "reports.json"
     seen: tuple[int, int] | None = None
     while not stopping:
         try:
