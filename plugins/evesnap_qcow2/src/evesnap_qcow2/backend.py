@@ -66,6 +66,25 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _forget(state: sidecar.Sidecar, tag: str, snapshot_id: str) -> sidecar.Sidecar:
+    """`state` without snapshot `tag`: its children and `current` move up to its
+    parent, its exports go. A new object; `state` stays as it was, to restore."""
+    removed = state.tags.get(tag)
+    parent = removed.parent if removed else None
+    tags = {
+        t: r.model_copy(update={"parent": parent}) if r.parent == snapshot_id else r
+        for t, r in state.tags.items()
+        if t != tag
+    }
+    return state.model_copy(
+        update={
+            "tags": tags,
+            "current": parent if state.current == snapshot_id else state.current,
+            "exports": {k: e for k, e in state.exports.items() if e.tag != tag},
+        }
+    )
+
+
 class Qcow2Backend:
     def __init__(self, context: BackendContext) -> None:
         self.volumes_dir = context.persist_dir / "vault" / "volumes"
@@ -185,13 +204,15 @@ class Qcow2Backend:
         with self._locked(image):
             if image.exists():
                 return self._handle(volume)
+            if source.format == "qcow2":
+                self._refuse_references(source.path)
             src = str(source.path.resolve())
             opts = (
                 qemu_img.image_opts(source.path)
                 if source.format == "qcow2"
                 else f"driver=raw,file.filename={src.replace(',', ',,')}"
             )
-            needed = qemu_img.measure(opts)
+            needed = qemu_img.measure(opts, source.path)
             self._check_space(image.parent, needed)
             tmp = image.with_name(f".{image.name}.creating")
             try:
@@ -208,6 +229,18 @@ class Qcow2Backend:
         return self._handle(volume)
 
     @staticmethod
+    def _refuse_references(content: Path) -> None:
+        """A qcow2 content image naming a backing or external data file would
+        copy THAT file (any host file) into the volume: refused."""
+        meta = qemu_img.info(content)
+        data_file = meta.get("format-specific", {}).get("data", {}).get("data-file")
+        if meta.get("backing-filename") or data_file:
+            raise FormatError(
+                f"content image {content} refers to another file "
+                f"({meta.get('backing-filename') or data_file}); only self-contained images are used"
+            )
+
+    @staticmethod
     def _check_space(folder: Path, needed: int) -> None:
         ensure_dir(folder)
         stat = os.statvfs(folder)
@@ -221,6 +254,11 @@ class Qcow2Backend:
             raise VolumeLocked(volume.key, "a running VM holds it")
         image = self._image(volume)
         with self._locked(image):
+            if image.exists():
+                # a running QEMU the handle does not name still holds its lock:
+                # unlinking would pull the disk from under a live app
+                with contextlib.suppress(FormatError):  # a damaged image can still go
+                    qemu_img.info(image)
             state = sidecar.load(image)
             for record in state.exports.values():
                 exports.stop(record.pid, Path(record.socket))
@@ -266,17 +304,18 @@ class Qcow2Backend:
             for key in sorted(images):
                 stack.enter_context(self._locked(images[key]))
             todo: list[tuple[VolumeHandle, str]] = []
-            before: dict[str, sidecar.Sidecar] = {}
+            previous: dict[str, str | None] = {}  # each image's `current` before this snapshot
+            states: dict[str, sidecar.Sidecar] = {}
             for volume in volumes:
                 image = images[volume.key]
                 self._require_image(image)
                 tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
-                state = sidecar.load(image)
+                state = states[volume.key] = sidecar.load(image)
                 if self._find(image, tag) is not None:
                     if state.readable and tag not in state.tags:
                         raise AlreadyExists(f"{image.name} has a snapshot {tag} that evesnap did not make")
                 else:
-                    before[volume.key] = state.model_copy(deep=True)
+                    previous[volume.key] = state.current
                     state.tags[tag] = TagRecord(snapshot_id=snapshot_id, parent=state.current, created=_now())
                     state.current = snapshot_id
                     sidecar.save(image, state)  # recorded before it exists: a crash leaves no unknown tag
@@ -285,8 +324,12 @@ class Qcow2Backend:
                 self._create_all(todo, images)
             except BaseException:
                 for volume, tag in todo:  # a tag that landed anyway (e.g. a timeout) stays known
-                    if self._find(images[volume.key], tag) is None:
-                        sidecar.save(images[volume.key], before[volume.key])
+                    image = images[volume.key]
+                    if self._find(image, tag) is None:
+                        state = sidecar.load(image)
+                        state.tags.pop(tag, None)
+                        state.current = previous[volume.key]
+                        sidecar.save(image, state)
                 raise
             infos = []
             for volume in volumes:
@@ -295,7 +338,7 @@ class Qcow2Backend:
                 entry = self._find(image, tag)
                 if entry is None:
                     raise CorruptVolume(f"snapshot {tag} missing from {image} right after it was made")
-                infos.append(self._info(volume, entry, sidecar.load(image).tags.get(tag), snapshot_id))
+                infos.append(self._info(volume, entry, states[volume.key].tags.get(tag), snapshot_id))
             return infos
 
     def _create_all(self, todo: list[tuple[VolumeHandle, str]], images: dict[str, Path]) -> None:
@@ -363,10 +406,9 @@ class Qcow2Backend:
         image = self._image(volume)
         with self._locked(image):
             image, tag = self._tag_of(volume, snapshot_id)
-            qemu_img.snapshot("-a", image, tag)
             state = sidecar.load(image)
-            state.current = snapshot_id
-            sidecar.save(image, state)
+            after = state.model_copy(update={"current": snapshot_id})
+            sidecar.save_during(image, state, after, lambda: qemu_img.snapshot("-a", image, tag))
         return RollbackResult(snapshot_id=snapshot_id, live_generation=volume.generation)
 
     @hookimpl
@@ -380,17 +422,11 @@ class Qcow2Backend:
             users = [k for k, e in state.exports.items() if e.tag == tag and exports.alive(e.pid)]
             if users:
                 raise SnapshotInUse(snapshot_id, [f"read-only export {u}" for u in users])
-            if self._find(image, tag) is not None:
-                self._delete_tag(volume, image, tag)
-            removed = state.tags.pop(tag, None)
-            parent = removed.parent if removed else None
-            for record in state.tags.values():
-                if record.parent == snapshot_id:
-                    record.parent = parent
-            if state.current == snapshot_id:
-                state.current = parent
-            state.exports = {k: e for k, e in state.exports.items() if e.tag != tag}
-            sidecar.save(image, state)
+            after = _forget(state, tag, snapshot_id)
+            if self._find(image, tag) is None:
+                sidecar.save(image, after)
+            else:
+                sidecar.save_during(image, state, after, lambda: self._delete_tag(volume, image, tag))
 
     # ================================================================ clones and exports
 
@@ -407,7 +443,7 @@ class Qcow2Backend:
         with self._locked(image):
             image, tag = self._tag_of(volume, snapshot_id)
             opts = qemu_img.image_opts(image)
-            needed = qemu_img.measure(opts, tag)
+            needed = qemu_img.measure(opts, image, tag, force_share=volume.attachment is not None)
             self._check_space(clone.parent, needed)
             tmp = clone.with_name(f".{clone.name}.creating")
             source = ["-l", f"snapshot.name={tag}", "--image-opts", opts]

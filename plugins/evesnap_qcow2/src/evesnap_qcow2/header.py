@@ -11,6 +11,7 @@ inconsistent raises CorruptVolume or FormatError, never a wrong answer.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from evesnap_core import CorruptVolume, FormatError, VolumeNotFound
 
 MAGIC = b"QFI\xfb"
 MAX_SNAPSHOTS = 65536
+READ_STEP = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,34 +32,50 @@ class TableEntry:
 
 
 def read_snapshot_table(path: Path) -> list[TableEntry]:
+    """The snapshot table, read with a few ``pread`` calls (the table is one
+    contiguous run of entries), because this runs before and after every create."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(72)
-            if len(head) < 72 or head[:4] != MAGIC:
-                raise FormatError(f"{path} is not a qcow2 image")
-            version = struct.unpack(">I", head[4:8])[0]
-            if version not in (2, 3):
-                raise FormatError(f"{path} is qcow2 version {version}, not 2 or 3")
-            count, offset = struct.unpack(">IQ", head[60:72])
-            if count > MAX_SNAPSHOTS:
-                raise CorruptVolume(f"{path}: snapshot count {count} is implausible")
-            size = f.seek(0, 2)
-            entries: list[TableEntry] = []
-            pos = offset
-            for _ in range(count):
-                if pos + 40 > size:
-                    raise CorruptVolume(f"{path}: snapshot table runs past the end of the file")
-                f.seek(pos)
-                fixed = f.read(40)
-                _, _, id_len, name_len, sec, nsec, _, _, extra = struct.unpack(">QIHHIIQII", fixed)
-                rest = f.read(extra + id_len + name_len)
-                if len(rest) != extra + id_len + name_len:
-                    raise CorruptVolume(f"{path}: truncated snapshot table entry")
-                ident = rest[extra : extra + id_len].decode("ascii", "replace")
-                name = rest[extra + id_len :].decode("utf-8", "replace")
-                entries.append(TableEntry(ident, name, sec, nsec))
-                pos += 40 + extra + id_len + name_len
-                pos = (pos + 7) & ~7
-            return entries
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise VolumeNotFound(str(path), "image file missing") from None
+    try:
+        head = os.pread(fd, 72, 0)
+        if len(head) < 72 or head[:4] != MAGIC:
+            raise FormatError(f"{path} is not a qcow2 image")
+        version = struct.unpack(">I", head[4:8])[0]
+        if version not in (2, 3):
+            raise FormatError(f"{path} is qcow2 version {version}, not 2 or 3")
+        count, offset = struct.unpack(">IQ", head[60:72])
+        if count > MAX_SNAPSHOTS:
+            raise CorruptVolume(f"{path}: snapshot count {count} is implausible")
+        size = os.fstat(fd).st_size
+        if count and offset + 40 > size:
+            raise CorruptVolume(f"{path}: snapshot table runs past the end of the file")
+        table = b""
+        entries: list[TableEntry] = []
+        pos = 0
+        for _ in range(count):
+            if pos + 40 > len(table):
+                table = _read_more(fd, offset, table, pos + 40, size, path)
+            _, _, id_len, name_len, sec, nsec, _, _, extra = struct.unpack_from(">QIHHIIQII", table, pos)
+            end = pos + 40 + extra + id_len + name_len
+            if end > len(table):
+                table = _read_more(fd, offset, table, end, size, path)
+            ident = table[pos + 40 + extra : pos + 40 + extra + id_len].decode("ascii", "replace")
+            name = table[pos + 40 + extra + id_len : end].decode("utf-8", "replace")
+            entries.append(TableEntry(ident, name, sec, nsec))
+            pos = (end + 7) & ~7
+        return entries
+    finally:
+        os.close(fd)
+
+
+def _read_more(fd: int, offset: int, table: bytes, needed: int, size: int, path: Path) -> bytes:
+    """`table` grown to at least `needed` bytes (in 64 KiB steps), or CorruptVolume."""
+    if offset + needed > size:
+        raise CorruptVolume(f"{path}: snapshot table runs past the end of the file")
+    want = min(max(needed, len(table) + READ_STEP), size - offset)
+    table += os.pread(fd, want - len(table), offset + len(table))
+    if len(table) < needed:
+        raise CorruptVolume(f"{path}: truncated snapshot table entry")
+    return table

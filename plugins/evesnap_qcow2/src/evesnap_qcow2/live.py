@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evesnap_core import SnapshotNotFound, VolumeHandle
-from evesnap_core.qmp import QmpError, qmp_session
+from evesnap_core.qemu import QmpClient
+from evesnap_core.qmp import QmpError
 
 
 def _socket(volumes: Sequence[VolumeHandle]) -> Path:
@@ -28,17 +29,17 @@ def snapshot_group(volumes: Sequence[tuple[VolumeHandle, str]]) -> None:
         {"type": "blockdev-snapshot-internal-sync", "data": {"device": node, "name": tag}}
         for node, tag in ((v.attachment.node_name if v.attachment else "", t) for v, t in volumes)
     ]
-    with qmp_session(sock) as qmp:
-        qmp.command("transaction", actions=actions)
+    with QmpClient(sock) as qmp:  # bounded waits: a busy monitor is an error, not a hang
+        qmp.transaction(actions)
 
 
 def delete(volume: VolumeHandle, tag: str) -> None:
     sock = _socket([volume])
     assert volume.attachment is not None
     node = volume.attachment.node_name
-    with qmp_session(sock) as qmp:
+    with QmpClient(sock) as qmp:
         try:
-            qmp.command("blockdev-snapshot-delete-internal-sync", device=node, name=tag)
+            qmp.command("blockdev-snapshot-delete-internal-sync", {"device": node, "name": tag})
         except QmpError as exc:
             if "not found" in exc.detail.lower() or "can't find" in exc.detail.lower():
                 raise SnapshotNotFound(tag, volume.key) from exc

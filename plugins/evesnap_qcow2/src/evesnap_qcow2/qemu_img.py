@@ -33,7 +33,7 @@ COPY_TIMEOUT = 3600.0
 
 def image_opts(path: Path, **extra: str) -> str:
     """``--image-opts`` for a qcow2 file; commas in the path are doubled, as QEMU wants."""
-    escaped = str(path.resolve()).replace(",", ",,")
+    escaped = str(path.absolute()).replace(",", ",,")  # absolute: never read as an option
     opts = f"driver=qcow2,file.filename={escaped}"
     for key, value in extra.items():
         opts += f",{key.replace('_', '-')}={value}"
@@ -109,11 +109,17 @@ def snapshot(action: str, path: Path, tag: str) -> None:
     qemu_img(["snapshot", "-q", action, tag, "--image-opts", image_opts(path)], path, what=tag)
 
 
-def measure(source_opts: str, snapshot_tag: str | None = None) -> int:
+def measure(
+    source_opts: str, source: Path, snapshot_tag: str | None = None, force_share: bool = False
+) -> int:
+    """Bytes a qcow2 copy of `source` (or of one of its snapshots) needs, to check
+    free space before writing; errors typed like every other call on `source`."""
     args = ["measure", "--output=json", "-O", "qcow2", "--image-opts", source_opts]
     if snapshot_tag:
         args[4:4] = ["-l", f"snapshot.name={snapshot_tag}"]
-    result = run([QEMU_IMG, *args], timeout=TIMEOUT)
+    if force_share:
+        args.insert(1, "-U")
+    result = qemu_img(args, source, what=snapshot_tag or "")
     return int(json.loads(result.stdout)["required"])
 
 
