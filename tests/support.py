@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evesnap_core.qmp import qmp_session
+from evesnap_core.qemu import QmpClient
 from evesnap_core.runtimes.qemu import guest_device
 from evesnap_core.testing.conformance.harness import qemu_io_read
 
@@ -89,7 +89,7 @@ class Cli:
 
     def guest_write(self, value: int, index: int = 0) -> None:
         sock = next(self.run_dir.glob(f"*-{APP}.qmp"))
-        with qmp_session(sock) as qmp:
+        with QmpClient(sock) as qmp:
             qmp.hmp(f'qemu-io -d {guest_device(index)} "write -P {value} 0 1M"')
             qmp.hmp(f'qemu-io -d {guest_device(index)} "flush"')
 

@@ -83,6 +83,8 @@ UInt32 = Annotated[int, BeforeValidator(_parse_uint32), Field(ge=0, le=UINT32_MA
 def enum_parser(enum_type: type[enum.IntEnum]) -> Any:
     """A validator that takes an enum by name or number and names the bad value."""
 
+    by_name = dict(enum_type.__members__)
+
     def parse(value: Any) -> enum.IntEnum:
         if isinstance(value, enum_type):
             return value
@@ -90,8 +92,8 @@ def enum_parser(enum_type: type[enum.IntEnum]) -> Any:
             raise ValueError(f"expected a {enum_type.__name__} name or number, got a boolean")
         if isinstance(value, str):
             key = value.strip()
-            if key in enum_type.__members__:
-                return enum_type[key]
+            if key in by_name:
+                return by_name[key]
             if re.fullmatch(r"-?[0-9]+", key):
                 value = int(key)
             else:
@@ -116,6 +118,22 @@ ENUM_AS_NAME = PlainSerializer(lambda v: v.name, return_type=str, when_used="jso
 """Print an enum by its name, as proto3 JSON printers do."""
 
 
+_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _name_pairs(cls: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    """(original, JSON) names of the fields whose two names differ, per class, once."""
+    pairs = _PAIRS.get(cls)
+    if pairs is None:
+        found = []
+        for info in cls.model_fields.values():
+            alias = info.validation_alias
+            if isinstance(alias, AliasChoices) and len(alias.choices) == 2:
+                found.append((str(alias.choices[0]), str(alias.choices[1])))
+        pairs = _PAIRS[cls] = tuple(found)
+    return pairs
+
+
 class ProtoMessage(BaseModel):
     """Base of every API message: both field names in, JSON names out.
 
@@ -137,12 +155,9 @@ class ProtoMessage(BaseModel):
     def _one_name_per_field(cls, data: Any) -> Any:
         """A field given under both its names is ambiguous: proto3 parsers refuse it."""
         if isinstance(data, dict):
-            for info in cls.model_fields.values():
-                alias = info.validation_alias
-                if isinstance(alias, AliasChoices):
-                    given = [str(c) for c in alias.choices if c in data]
-                    if len(given) > 1:
-                        raise field_error(json_name(given[0]), f"given twice, as {' and '.join(given)}")
+            for original, jname in _name_pairs(cls):
+                if original in data and jname in data:
+                    raise field_error(jname, f"given twice, as {original} and {jname}")
         return data
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -38,6 +38,9 @@ class FileStore:
         self.quarantine_dir = self.root / "quarantine"
         self.problems: list[str] = []
         self._apps: dict[UUID, AppRecord] = {}
+        """The engine's own records (not copies): a snapshot save rewrites its app's file."""
+        self._written: dict[Path, bytes] = {}
+        """What each file holds, so that an unchanged record costs no write."""
 
     # ------------------------------------------------------------ loading
 
@@ -52,12 +55,15 @@ class FileStore:
             volume = self._read(path, VolumeRecord)
             if volume is not None:
                 volumes[volume.key] = volume
-        self._apps = {k: v.model_copy(deep=True) for k, v in apps.items()}
+        self._apps = dict(apps)
         return apps, volumes
 
     def _read(self, path: Path, model: type[R]) -> R | None:
         try:
-            return model.model_validate_json(path.read_bytes())
+            data = path.read_bytes()
+            record = model.model_validate_json(data)
+            self._written[path] = data
+            return record
         except (OSError, ValidationError, ValueError) as exc:
             self._quarantine(path, exc)
             return None
@@ -82,7 +88,17 @@ class FileStore:
             return None
 
     def save_device(self, config: DeviceConfig) -> None:
-        atomic_write(self.root / "device.json", json.dumps(config.to_json_dict()).encode())
+        self._write(self.root / "device.json", json.dumps(config.to_json_dict()).encode())
+
+    def _write(self, path: Path, data: bytes) -> None:
+        if self._written.get(path) == data:
+            return
+        atomic_write(path, data)
+        self._written[path] = data
+
+    def _drop(self, path: Path) -> None:
+        self._written.pop(path, None)
+        durable_unlink(path)
 
     # ------------------------------------------------------------ records
 
@@ -90,34 +106,35 @@ class FileStore:
         return self.apps_dir / f"{app}.json"
 
     def save_app(self, record: AppRecord) -> None:
-        self._apps[record.uuid] = record.model_copy(deep=True)
-        atomic_write(self._app_path(record.uuid), record.model_dump_json().encode())
+        self._apps[record.uuid] = record
+        self._write(self._app_path(record.uuid), record.model_dump_json().encode())
 
     def remove_app(self, app: UUID) -> None:
         self._apps.pop(app, None)
-        durable_unlink(self._app_path(app))
+        self._drop(self._app_path(app))
 
     def save_snapshot(self, snapshot: SnapshotRecord) -> None:
         record = self._apps.get(snapshot.app)
         if record is None:
             return
-        record.snapshots[snapshot.id] = snapshot.model_copy(deep=True)
-        atomic_write(self._app_path(record.uuid), record.model_dump_json().encode())
+        record.snapshots[snapshot.id] = snapshot
+        self._write(self._app_path(record.uuid), record.model_dump_json().encode())
 
     def remove_snapshot(self, app: UUID, snapshot_id: str) -> None:
         record = self._apps.get(app)
-        if record is None or record.snapshots.pop(snapshot_id, None) is None:
+        if record is None:
             return
-        atomic_write(self._app_path(app), record.model_dump_json().encode())
+        record.snapshots.pop(snapshot_id, None)
+        self._write(self._app_path(app), record.model_dump_json().encode())
 
     def _volume_path(self, key: str) -> Path:
         return self.volumes_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
     def save_volume(self, volume: VolumeRecord) -> None:
-        atomic_write(self._volume_path(volume.key), volume.model_dump_json().encode())
+        self._write(self._volume_path(volume.key), volume.model_dump_json().encode())
 
     def remove_volume(self, key: str) -> None:
-        durable_unlink(self._volume_path(key))
+        self._drop(self._volume_path(key))
 
     # ------------------------------------------------------------ journal
 

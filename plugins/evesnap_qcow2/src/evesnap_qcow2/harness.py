@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from evesnap_core import VolumeHandle
-from evesnap_core.qmp import qmp_session
+from evesnap_core.qemu import QmpClient
 from evesnap_core.runtime_hookspecs import AppSpec
 from evesnap_core.runtimes.qemu import QemuRuntime
 from evesnap_core.runtimes.runtime import Runtime
@@ -50,7 +50,7 @@ class Qcow2Harness(Harness):
     def write_attached(self, volume: VolumeHandle, offset: int, data: bytes) -> None:
         held = volume.attachment
         assert held is not None and held.device, "the runtime names the guest device"
-        with qmp_session(held.qmp_socket) as qmp:  # through the guest's device, as the guest writes
+        with QmpClient(held.qmp_socket) as qmp:  # through the guest's device, as the guest writes
             for start, value, length in _runs(data):
                 qmp.hmp(f'qemu-io -d {held.device} "write -P {value} {offset + start} {length}"')
             qmp.hmp(f'qemu-io -d {held.device} "flush"')
