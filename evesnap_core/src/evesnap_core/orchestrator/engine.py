@@ -347,13 +347,13 @@ class Orchestrator:
     def _add_request(self, record: AppRecord, desc: SnapshotDesc, origin: SnapshotOrigin) -> SnapshotRecord:
         base = record.deployed or record.config
         assert base is not None
-        snap = SnapshotRecord(
+        snap = SnapshotRecord.of_config(
+            base,
             id=str(desc.id),
             app=record.uuid,
             type=desc.type,
             origin=origin,
             requested=self.clock(),
-            config=base,
             volume_keys=volume_keys(base),
         )
         record.snapshots[snap.id] = snap
@@ -505,9 +505,10 @@ class Orchestrator:
             self.store.save_app(record)
             self.store.commit(intent)
             raise
-        record.restored = snap.config
+        restored = snap.app_config()
+        record.restored = restored
         record.rolled_back_from = record.config.version
-        record.deployed = fixup_restored_config(snap.config, record.config)
+        record.deployed = fixup_restored_config(restored, record.config)
         record.rollback_target = None
         record.current_snapshot = sid
         snap.error = None
@@ -675,7 +676,7 @@ class Orchestrator:
     def _snapshot_report(snap: SnapshotRecord) -> ZInfoSnapshot:
         return ZInfoSnapshot(
             id=snap.id,
-            config_id=str(snap.config.uuid),
+            config_id=str(snap.config_id),
             config_version=snap.config_version,
             create_time=snap.created,
             type=snap.type,

@@ -79,8 +79,12 @@ class SnapshotRecord(BaseModel):
     origin: SnapshotOrigin = "controller"
     requested: datetime = Field(default_factory=utcnow)
     created: datetime | None = None
-    config: AppInstanceConfig
-    """The app's config when the snapshot was requested (pre-update for app updates)."""
+    config_id: UUID
+    config_version: str
+    config_json: str
+    """The app's config when the snapshot was requested (pre-update for app
+    updates), in proto3 JSON: parsed only when a rollback needs it, so that a
+    restart with thousands of snapshots reads fast."""
     volume_keys: list[str] = Field(default_factory=list)
     """The app's volumes (uuid#generation) when it was requested: what is snapshotted."""
     volumes: dict[str, VolumeSnapshot] = Field(default_factory=dict)
@@ -88,9 +92,17 @@ class SnapshotRecord(BaseModel):
     display_name: str = ""
     error: Problem | None = None
 
-    @property
-    def config_version(self) -> str:
-        return self.config.version
+    @classmethod
+    def of_config(cls, config: AppInstanceConfig, **fields: object) -> SnapshotRecord:
+        return cls(
+            config_id=config.uuid,
+            config_version=config.version,
+            config_json=config.model_dump_json(by_alias=True, exclude_none=True),
+            **fields,
+        )
+
+    def app_config(self) -> AppInstanceConfig:
+        return AppInstanceConfig.model_validate_json(self.config_json)
 
 
 class AppRecord(BaseModel):
