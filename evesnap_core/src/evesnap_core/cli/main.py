@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
@@ -19,7 +20,31 @@ class Context:
         self.runtime = runtime
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+COMMANDS = {
+    "apply": ("evesnap_core.cli.ops_cmds", "apply"),
+    "status": ("evesnap_core.cli.ops_cmds", "status"),
+    "snapshot": ("evesnap_core.cli.ops_cmds", "snapshot"),
+    "agent": ("evesnap_core.cli.ops_cmds", "agent"),
+    "plugins": ("evesnap_core.cli.plugins_cmd", "plugins"),
+    "conformance": ("evesnap_core.cli.conformance_cmd", "conformance"),
+}
+"""Command name -> (module, attribute): a command's module is imported only when
+it runs, so that `evesnap plugins` does not pay for the orchestrator."""
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        command: click.Command = getattr(importlib.import_module(target[0]), target[1])
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="evesnap")
 @click.option(
     "--persist",
@@ -46,23 +71,6 @@ def cli(ctx: click.Context, persist: Path | None, runtime: str, verbose: int) ->
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = Context(persist or default_persist_dir(), runtime)
-
-
-def _register_commands() -> None:
-    from evesnap_core.cli import conformance_cmd, ops_cmds, plugins_cmd
-
-    for command in (
-        ops_cmds.apply,
-        ops_cmds.status,
-        ops_cmds.snapshot,
-        ops_cmds.agent,
-        plugins_cmd.plugins,
-        conformance_cmd.conformance,
-    ):
-        cli.add_command(command)
-
-
-_register_commands()
 
 
 def main() -> None:
