@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -49,7 +51,9 @@ class Device:
         self.reports_path = root / "reports.json"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("EVESNAP_")}
         self.env["EVESNAP_PERSIST"] = str(self.persist)
-        self.env["EVESNAP_RUNTIME_DIR"] = str(root / "run")
+        # QMP sockets need a short path (unix sockets stop at 108 bytes)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="es-e2e-", dir="/tmp"))
+        self.env["EVESNAP_RUNTIME_DIR"] = str(self.run_dir)
         self.agent: subprocess.Popen[bytes] | None = None
         self.contents = [self._content(i) for i in range(len(TREE))]
 
@@ -200,7 +204,7 @@ class Device:
         return qemu_io_read(location, "qcow2", offset, length)
 
     def qmp_socket(self) -> Path:
-        return next((self.root / "run").glob(f"*-{APP}.qmp"))
+        return next(self.run_dir.glob(f"*-{APP}.qmp"))
 
     def write_live(self, index: int, value: int, offset: int = 0, length: int = MIB) -> None:
         """Write into the running app's volume `index` the way a guest would (HMP qemu-io)."""
@@ -231,3 +235,4 @@ class Device:
         for pidfile in (self.persist / "run" / "apps").glob("*/qemu.pid"):
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
