@@ -168,13 +168,13 @@ def snapshot_list(obj: Any, app: str, as_json: bool) -> None:
         ["ID", "TYPE", "CONFIG VERSION", "CREATED", "ERROR"],
         [
             [
-                s.id,
-                s.type.name,
-                s.config_version,
-                s.create_time or "",
-                s.snap_err.description if s.snap_err else "",
+                r["id"],
+                r.get("type", ""),
+                r.get("configVersion", ""),
+                r.get("createTime", ""),
+                (r.get("snapErr") or {}).get("description", ""),
             ]
-            for s in report.snapshots
+            for r in (s.to_json_dict() for s in report.snapshots)
         ],
     )
 

@@ -171,7 +171,7 @@ class PurgeableBackend:
             ),
             formats=FORMATS,
             snapshot_space="full_copy",
-            description="purgeable volumes: a snapshot keeps a whole generation (moved at a purge, reflinked otherwise)",
+            description="purgeable volumes: a snapshot keeps a whole generation (moved or reflinked)",
         )
 
     @hookimpl(tryfirst=True)
@@ -269,7 +269,7 @@ class PurgeableBackend:
             raise VolumeNotFound(volume.key, f"{path} does not exist (retired into a snapshot?)")
         peer = self._format_peer(volume.format)
         if peer is not None:
-            details = peer.volume_details(self._as_peer(volume, peer))
+            details: VolumeDetails = peer.volume_details(self._as_peer(volume, peer))
             return details.model_copy(update={"handle": volume})
         stat = path.stat()
         return VolumeDetails(
@@ -292,7 +292,7 @@ class PurgeableBackend:
         ensure_dir(data.parent)
         parent = self._current(volume)
         if retiring:
-            os.rename(live, data)  # the generation becomes the snapshot: O(1)
+            live.rename(data)  # the generation becomes the snapshot: O(1)
             fsync_dir(data.parent)
             fsync_dir(live.parent)
             for leftover in (
@@ -356,7 +356,7 @@ class PurgeableBackend:
             tmp.unlink()
         copying.copy(data, tmp)
         tmp.chmod(0o600)
-        os.rename(tmp, live)
+        tmp.rename(live)
         fsync_dir(live.parent)
         self._set_current(volume, snapshot_id)
         return RollbackResult(snapshot_id=snapshot_id, live_generation=volume.generation)
