@@ -37,18 +37,30 @@ class MemoryBackend:
 
     @hookimpl
     def evesnap_backend_info(self) -> BackendInfo:
-        caps = {Capability.CREATE_VOLUME, Capability.POPULATE_VOLUME, Capability.SNAPSHOT,
-                Capability.LIVE_SNAPSHOT, Capability.LIVE_DELETE, Capability.ROLLBACK_ANY}
-        return BackendInfo(name=self.name, plugin_api_version=1, capabilities=frozenset(caps),
-                           formats=("qcow2", "raw"))
+        caps = {
+            Capability.CREATE_VOLUME,
+            Capability.POPULATE_VOLUME,
+            Capability.SNAPSHOT,
+            Capability.LIVE_SNAPSHOT,
+            Capability.LIVE_DELETE,
+            Capability.ROLLBACK_ANY,
+        }
+        return BackendInfo(
+            name=self.name, plugin_api_version=1, capabilities=frozenset(caps), formats=("qcow2", "raw")
+        )
 
     @hookimpl
     def evesnap_claim_volume(self, volume: VolumeSpec) -> bool | None:
         return True
 
     def _handle(self, volume: VolumeSpec) -> VolumeHandle:
-        return VolumeHandle(uuid=volume.uuid, generation=volume.generation, backend=self.name,
-                            format=volume.format, location=f"memory:{volume.key}")
+        return VolumeHandle(
+            uuid=volume.uuid,
+            generation=volume.generation,
+            backend=self.name,
+            format=volume.format,
+            location=f"memory:{volume.key}",
+        )
 
     @hookimpl
     def evesnap_create_volume(self, volume: VolumeSpec) -> VolumeHandle:
@@ -70,8 +82,13 @@ class MemoryBackend:
 
     @hookimpl
     def evesnap_snapshot_volume(self, volume: VolumeHandle, snapshot_id: str) -> SnapshotInfo:
-        info = SnapshotInfo(snapshot_id=snapshot_id, name=snapshot_id, volume=volume.uuid,
-                            generation=volume.generation, created=datetime.now(UTC))
+        info = SnapshotInfo(
+            snapshot_id=snapshot_id,
+            name=snapshot_id,
+            volume=volume.uuid,
+            generation=volume.generation,
+            created=datetime.now(UTC),
+        )
         self.snapshots.setdefault((volume.key, snapshot_id), info)
         return self.snapshots[(volume.key, snapshot_id)]
 
@@ -122,8 +139,10 @@ class InstantRuntime:
         app = self.running.get(app_id)
         if app is None:
             return {}
-        return {h.key: LiveAttachment(qmp_socket=Path("/nonexistent"), node_name=f"n{i}")
-                for i, h in enumerate(app.volumes)}
+        return {
+            h.key: LiveAttachment(qmp_socket=Path("/nonexistent"), node_name=f"n{i}")
+            for i, h in enumerate(app.volumes)
+        }
 
     @runtime_hookimpl
     def evesnap_runtime_running_apps(self) -> Sequence[UUID]:
