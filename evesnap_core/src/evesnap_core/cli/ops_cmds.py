@@ -12,6 +12,7 @@ from uuid import UUID
 import click
 
 from evesnap_core.cli.output import fail, print_json, print_table
+from evesnap_core.cli.progress import terminal_progress
 from evesnap_core.cli.reports_view import show, status_json
 from evesnap_core.cli.session import Session, open_session
 from evesnap_core.durable import atomic_write
@@ -24,9 +25,9 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 
-def _session(obj: Any, base_dir: Path | None = None) -> Session:
+def _session(obj: Any, base_dir: Path | None = None, as_json: bool = True) -> Session:
     try:
-        return open_session(obj.persist, obj.runtime, base_dir)
+        return open_session(obj.persist, obj.runtime, base_dir, terminal_progress(as_json))
     except ConfigError as exc:
         fail(str(exc), "see 'evesnap --help'", EXIT_INVALID)
         raise  # unreachable
@@ -61,7 +62,7 @@ def apply(obj: Any, config: Path, as_json: bool) -> None:
     reports an error, 2 when CONFIG is invalid (nothing is changed then).
     """
     device = _read_config(config)
-    session = _session(obj, base_dir=config.resolve().parent)
+    session = _session(obj, base_dir=config.resolve().parent, as_json=as_json)
     reports = session.orchestrator.reconcile(device)
     show(session.orchestrator, reports, as_json)
     raise SystemExit(_exit_code(reports))
@@ -106,7 +107,7 @@ def _app_or_fail(session: Session, app: str) -> UUID:
 @click.pass_obj
 def snapshot_create(obj: Any, app: str, snapshot_id: str | None, as_json: bool) -> None:
     """Take an immediate snapshot of APP now (live when its volumes allow)."""
-    session = _session(obj)
+    session = _session(obj, as_json=as_json)
     uuid = _app_or_fail(session, app)
     try:
         made = session.orchestrator.snapshot_now(uuid, snapshot_id)

@@ -9,6 +9,7 @@ from uuid import UUID
 from evesnap_core.discovery import Registry, load_backends
 from evesnap_core.durable import ensure_dir
 from evesnap_core.errors import ConfigError
+from evesnap_core.handler_types import ProgressCallback
 from evesnap_core.orchestrator.content import ContentResolver
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.orchestrator.file_store import FileStore
@@ -39,7 +40,9 @@ class Session:
         return wanted
 
 
-def open_session(persist: Path, runtime: str, base_dir: Path | None = None) -> Session:
+def open_session(
+    persist: Path, runtime: str, base_dir: Path | None = None, progress: ProgressCallback | None = None
+) -> Session:
     ensure_dir(persist)
     registry = load_backends(persist)
     store = FileStore(persist)
@@ -48,5 +51,6 @@ def open_session(persist: Path, runtime: str, base_dir: Path | None = None) -> S
         load_runtime(runtime, persist),
         ContentResolver(base_dir=base_dir or Path.cwd()),
         store=store,
+        progress=progress,
     )
     return Session(persist, registry, store, orchestrator)

@@ -35,7 +35,14 @@ from evesnap_core.backend import Backend
 from evesnap_core.crashpoints import crashpoint
 from evesnap_core.discovery import Registry
 from evesnap_core.errors import ConfigError, EvesnapError, NotFound
-from evesnap_core.handler_types import Capability, LiveAttachment, SnapshotInfo, VolumeHandle, VolumeSpec
+from evesnap_core.handler_types import (
+    Capability,
+    LiveAttachment,
+    ProgressCallback,
+    SnapshotInfo,
+    VolumeHandle,
+    VolumeSpec,
+)
 from evesnap_core.model.config import (
     AppInstanceConfig,
     DeviceConfig,
@@ -116,6 +123,7 @@ class Orchestrator:
         store: OrchestratorStore | None = None,
         clock: Callable[[], datetime] = utcnow,
         stop_timeout: float = 30.0,
+        progress: ProgressCallback | None = None,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
@@ -123,6 +131,8 @@ class Orchestrator:
         self.store = store or MemoryStore()
         self.clock = clock
         self.stop_timeout = stop_timeout
+        self.progress = progress
+        """Told about long copies (building a volume, a whole-volume snapshot)."""
         self.apps, self.volumes = self.store.load()
         self.device: DeviceConfig = self.store.load_device() or DeviceConfig()
         self.recover()
@@ -393,7 +403,7 @@ class Orchestrator:
                 plain = [h for h in handles if h.key not in retiring]
                 if plain:
                     backend = self.registry.get(name)
-                    for info in backend.snapshot_group(plain, snap.id):
+                    for info in backend.snapshot_group(plain, snap.id, self.progress):
                         handle = next(h for h in plain if h.uuid == info.volume)
                         infos[handle.key] = (handle, info)
                         made.append((backend, handle, False))
@@ -401,7 +411,10 @@ class Orchestrator:
             for name, handles in by_backend.items():
                 for handle in (h for h in handles if h.key in retiring):
                     backend = self.registry.get(name)
-                    infos[handle.key] = (handle, backend.snapshot(handle, snap.id, retiring=True))
+                    infos[handle.key] = (
+                        handle,
+                        backend.snapshot(handle, snap.id, self.progress, retiring=True),
+                    )
                     made.append((backend, handle, True))
                     crashpoint("snapshot.volume_retired")
         except EvesnapError as exc:
@@ -588,7 +601,9 @@ class Orchestrator:
             source = self.resolver.source(self.device, volume)
             spec = spec.model_copy(update={"backend": backend.name})
             handle = (
-                backend.populate_volume(spec, source) if source is not None else backend.create_volume(spec)
+                backend.populate_volume(spec, source, self.progress)
+                if source is not None
+                else backend.create_volume(spec)
             )
             record = VolumeRecord(spec=spec, handle=handle, created=self.clock())
         except EvesnapError as exc:
