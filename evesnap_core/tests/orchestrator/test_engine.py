@@ -301,3 +301,40 @@ def test_one_apps_failure_does_not_stop_another(world: World) -> None:
     DISKS.fail_snapshot.add(f"{DATA}#0")
     world.orch.reconcile(cfg)
     assert world.app_report(APP2)["state"] == "RUNNING"
+
+
+def test_embedded_runtime_waits_for_the_embedder_to_stop_the_app(tmp_path: Path) -> None:
+    """Something else runs the apps: evesnap asks for a stop, and the update with
+    its snapshot happens once the embedder says the app stopped."""
+    from evesnap_core.runtimes.embedded import EmbeddedRuntime
+
+    world = World(tmp_path)
+    embedded = EmbeddedRuntime()  # no stopper: evesnap cannot stop apps itself
+    world.orch.runtime = Runtime(embedded)
+    world.orch.reconcile(world.config())
+    assert APP in embedded.start_requested
+    embedded.set_running(APP)
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)]))
+    report = world.app_report()
+    assert APP in embedded.stop_requested and report["appVersion"] == "1"
+    assert any("did not stop" in e["description"] for e in report["appErr"])
+    assert not DISKS.retained  # nothing touched while the app runs
+    embedded.set_stopped(APP)  # the embedder stopped it
+    world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)]))
+    report = world.app_report()
+    assert report["appVersion"] == "2" and [s["id"] for s in report["snapshots"]] == [S1]
+    assert DISKS.retained[(f"{OS}#0", S1)] == b"OS-v1"
+    assert APP in embedded.start_requested  # and it is asked to start again
+
+
+def test_embedded_runtime_with_a_stopper_stops_at_once(tmp_path: Path) -> None:
+    from evesnap_core.runtimes.embedded import EmbeddedRuntime
+
+    world = World(tmp_path)
+    stopped: list[UUID] = []
+    embedded = EmbeddedRuntime(stopper=lambda app: stopped.append(app) or True)
+    world.orch.runtime = Runtime(embedded)
+    world.orch.reconcile(world.config())
+    embedded.set_running(APP)
+    world.orch.reconcile(world.config(snapshots=[(S1, IMMEDIATE)]))
+    assert stopped == [APP] and [s["id"] for s in world.app_report()["snapshots"]] == [S1]
