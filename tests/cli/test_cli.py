@@ -129,3 +129,35 @@ def test_agent_follows_the_config_and_stops_on_sigterm(cli: Cli) -> None:
     finally:
         if agent.poll() is None:
             agent.kill()
+
+
+def test_one_writer_per_persist_folder_and_status_beside_it(cli: Cli) -> None:
+    config = cli.config()
+    assert cli("apply", str(config)).returncode == 0
+    holder = subprocess.Popen(
+        [EVESNAP, "agent", "--config", str(config), "--interval", "0.2"],
+        env=cli.env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lock = cli.root / "persist" / "evesnap.lock"
+        deadline = time.monotonic() + 30
+        while not (lock.exists() and lock.read_text().strip() == str(holder.pid)):
+            assert time.monotonic() < deadline, "the agent never took the lock"
+            time.sleep(0.05)
+        second = cli("apply", str(config))
+        assert second.returncode == 4 and f"locked by process {holder.pid}" in second.stderr
+        assert cli("status").returncode == 0  # reading beside the agent is fine
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=60)
+
+
+def test_persist_folder_writable_by_others_is_refused(cli: Cli) -> None:
+    persist = cli.root / "persist"
+    persist.mkdir(mode=0o700, exist_ok=True)
+    persist.chmod(0o777)
+    out = cli("apply", str(cli.config()))
+    assert out.returncode == 2 and "writable by group or others" in out.stderr and "chmod 700" in out.stderr
+    persist.chmod(0o700)

@@ -16,21 +16,25 @@ from evesnap_core.cli.progress import terminal_progress
 from evesnap_core.cli.reports_view import show, status_json
 from evesnap_core.cli.session import Session, open_session
 from evesnap_core.durable import atomic_write
-from evesnap_core.errors import ConfigError, EvesnapError
+from evesnap_core.errors import ConfigError, EvesnapError, LockHeld
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.errors import parse_model
 from evesnap_core.orchestrator.engine import Reports
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_LOCKED = 4
 
 
-def _session(obj: Any, base_dir: Path | None = None, as_json: bool = True) -> Session:
+def _session(obj: Any, base_dir: Path | None = None, as_json: bool = True, write: bool = True) -> Session:
     try:
-        return open_session(obj.persist, obj.runtime, base_dir, terminal_progress(as_json))
+        return open_session(obj.persist, obj.runtime, base_dir, terminal_progress(as_json), write=write)
     except ConfigError as exc:
         fail(str(exc), "see 'evesnap --help'", EXIT_INVALID)
         raise  # unreachable
+    except LockHeld as exc:
+        fail(str(exc), "stop it, or use another --persist", EXIT_LOCKED)
+        raise
 
 
 def _read_config(path: Path) -> DeviceConfig:
@@ -74,7 +78,7 @@ def apply(obj: Any, config: Path, as_json: bool) -> None:
 @click.pass_obj
 def status(obj: Any, app: str | None, as_json: bool) -> None:
     """Show apps, their volumes (backend, location, sizes) and snapshots."""
-    session = _session(obj)
+    session = _session(obj, write=False)
     reports = session.orchestrator.reports()
     if app is not None:
         try:
@@ -159,7 +163,7 @@ def snapshot_delete(obj: Any, app: str, snapshot_id: str) -> None:
 @click.pass_obj
 def snapshot_list(obj: Any, app: str, as_json: bool) -> None:
     """List APP's snapshots, oldest first."""
-    session = _session(obj)
+    session = _session(obj, write=False)
     uuid = _app_or_fail(session, app)
     report = session.orchestrator.app_report(session.orchestrator.apps[uuid])
     if as_json:

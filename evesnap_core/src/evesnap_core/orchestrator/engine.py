@@ -124,6 +124,7 @@ class Orchestrator:
         clock: Callable[[], datetime] = utcnow,
         stop_timeout: float = 30.0,
         progress: ProgressCallback | None = None,
+        recover: bool = True,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
@@ -135,7 +136,8 @@ class Orchestrator:
         """Told about long copies (building a volume, a whole-volume snapshot)."""
         self.apps, self.volumes = self.store.load()
         self.device: DeviceConfig = self.store.load_device() or DeviceConfig()
-        self.recover()
+        if recover:  # a read-only look (evesnap status beside a running agent) changes nothing
+            self.recover()
 
     def _undo_orphan(self, handle: VolumeHandle, snapshot_id: str) -> None:
         """Remove a backend snapshot that no record owns; a whole-copy backend may
