@@ -4,7 +4,8 @@ backend snapshot without a record nor a record without one, the rollback
 applied, the volumes' bytes as expected. Real qcow2 volumes, a real QEMU app,
 two volumes per app.
 
-The default run kills at one point per operation; ``-m slow`` kills at all of them.
+Every point runs by default (about a minute); ``-m "not slow"`` keeps one point per
+operation for a short form.
 """
 
 from __future__ import annotations
