@@ -4,7 +4,7 @@ reference's semantics and its gaps fixed. (Real qcow2 + QEMU: tests/e2e.)"""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -12,13 +12,12 @@ from uuid import UUID
 import pytest
 
 from evesnap_core.discovery import load_backends
-from evesnap_core.handler_types import LiveAttachment
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.errors import parse_model
 from evesnap_core.orchestrator.content import ContentResolver, file_url
 from evesnap_core.orchestrator.engine import Orchestrator
-from evesnap_core.runtime_hookspecs import AppRunState, AppSpec, runtime_hookimpl
 from evesnap_core.runtimes.runtime import Runtime
+from evesnap_core.testing.memory import InstantRuntime
 
 from .fakes import DISKS, FakeCow, FakeLiveCow, FakeWhole
 
@@ -32,48 +31,6 @@ T2 = "77777777-7777-4777-8777-777777777777"
 S1 = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 S2 = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
 S3 = "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
-
-
-class InstantRuntime:
-    """Apps start and stop at once; counts stops."""
-
-    def __init__(self) -> None:
-        self.running: dict[UUID, AppSpec] = {}
-        self.stops = 0
-        self.starts = 0
-
-    @runtime_hookimpl
-    def evesnap_runtime_name(self) -> str:
-        return "instant"
-
-    @runtime_hookimpl
-    def evesnap_runtime_start(self, app: AppSpec) -> None:
-        self.starts += 1
-        self.running[app.uuid] = app
-
-    @runtime_hookimpl
-    def evesnap_runtime_stop(self, app_id: UUID, timeout: float) -> bool:
-        if self.running.pop(app_id, None) is not None:
-            self.stops += 1
-        return True
-
-    @runtime_hookimpl
-    def evesnap_runtime_state(self, app_id: UUID) -> AppRunState:
-        return "running" if app_id in self.running else "stopped"
-
-    @runtime_hookimpl
-    def evesnap_runtime_attachments(self, app_id: UUID) -> Mapping[str, LiveAttachment]:
-        app = self.running.get(app_id)
-        if app is None:
-            return {}
-        return {
-            h.key: LiveAttachment(qmp_socket=Path("/run/fake.qmp"), node_name=f"n{i}")
-            for i, h in enumerate(app.volumes)
-        }
-
-    @runtime_hookimpl
-    def evesnap_runtime_running_apps(self) -> Sequence[UUID]:
-        return list(self.running)
 
 
 class World:

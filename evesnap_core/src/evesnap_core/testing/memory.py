@@ -112,10 +112,12 @@ class MemoryBackend:
 
 
 class InstantRuntime:
-    """Apps start and stop at once."""
+    """Apps start and stop at once; counts starts and stops."""
 
     def __init__(self, persist_dir: Path | None = None) -> None:
         self.running: dict[UUID, AppSpec] = {}
+        self.starts = 0
+        self.stops = 0
 
     @runtime_hookimpl
     def evesnap_runtime_name(self) -> str:
@@ -123,11 +125,13 @@ class InstantRuntime:
 
     @runtime_hookimpl
     def evesnap_runtime_start(self, app: AppSpec) -> None:
+        self.starts += 1
         self.running[app.uuid] = app
 
     @runtime_hookimpl
     def evesnap_runtime_stop(self, app_id: UUID, timeout: float) -> bool:
-        self.running.pop(app_id, None)
+        if self.running.pop(app_id, None) is not None:
+            self.stops += 1
         return True
 
     @runtime_hookimpl

@@ -15,7 +15,7 @@ from evesnap_core.qemu import QmpClient
 from evesnap_core.runtime_hookspecs import AppSpec
 from evesnap_core.runtimes.qemu import QemuRuntime
 from evesnap_core.runtimes.runtime import Runtime
-from evesnap_core.testing.conformance import Harness, qemu_io_read, qemu_io_write
+from evesnap_core.testing.conformance import Harness, byte_runs, qemu_io_read, qemu_io_write
 
 
 class Qcow2Harness(Harness):
@@ -51,16 +51,6 @@ class Qcow2Harness(Harness):
         held = volume.attachment
         assert held is not None and held.device, "the runtime names the guest device"
         with QmpClient(held.qmp_socket) as qmp:  # through the guest's device, as the guest writes
-            for start, value, length in _runs(data):
+            for start, value, length in byte_runs(data):
                 qmp.hmp(f'qemu-io -d {held.device} "write -P {value} {offset + start} {length}"')
             qmp.hmp(f'qemu-io -d {held.device} "flush"')
-
-
-def _runs(data: bytes) -> Iterator[tuple[int, int, int]]:
-    i = 0
-    while i < len(data):
-        j = i
-        while j < len(data) and data[j] == data[i]:
-            j += 1
-        yield i, data[i], j - i
-        i = j

@@ -8,6 +8,6 @@
 """
 
 from evesnap_core.backend import Backend
-from evesnap_core.testing.conformance.harness import Harness, pattern, qemu_io_read, qemu_io_write
+from evesnap_core.testing.conformance.harness import Harness, byte_runs, pattern, qemu_io_read, qemu_io_write
 
-__all__ = ["Backend", "Harness", "pattern", "qemu_io_read", "qemu_io_write"]
+__all__ = ["Backend", "Harness", "byte_runs", "pattern", "qemu_io_read", "qemu_io_write"]

@@ -149,11 +149,11 @@ def qemu_io_write(target: str, fmt: str, offset: int, data: bytes) -> None:
     """Write `data` at `offset` with qemu-io (from a temporary file, any bytes)."""
     args = _qemu_io_args(target, fmt, read_only=False)
     # qemu-io writes patterns, not arbitrary bytes: write byte runs pattern by pattern
-    for start, value, length in _runs(data):
+    for start, value, length in byte_runs(data):
         run([*args, "-c", f"write -P {value} {offset + start} {length}"], timeout=120)
 
 
-def _runs(data: bytes) -> Iterator[tuple[int, int, int]]:
+def byte_runs(data: bytes) -> Iterator[tuple[int, int, int]]:
     """(start, byte value, length) runs of equal bytes."""
     i = 0
     while i < len(data):
