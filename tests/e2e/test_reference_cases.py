@@ -141,13 +141,20 @@ def test_new_snapshot_after_a_delete_and_while_one_exists(device: Device) -> Non
     deploy_and_update(device, first)
     # delete the first, then take a new one
     device.apply(device.config(version=2, os_gen=1, snapshots=[], activate=False))
+    device.apply(device.config(version=2, os_gen=1, snapshots=[]))
+    device.write_live(1, 0xC2)
     reports = device.apply(device.config(version=2, os_gen=1, snapshots=[(second, IMMEDIATE)]))
     assert snapshot_ids(reports) == [second]
     # another one while one exists
-    reports = device.apply(
-        device.config(version=2, os_gen=1, snapshots=[(second, IMMEDIATE), (third, IMMEDIATE)])
-    )
+    device.write_live(1, 0xC3)
+    both = [(second, IMMEDIATE), (third, IMMEDIATE)]
+    reports = device.apply(device.config(version=2, os_gen=1, snapshots=both))
     assert snapshot_ids(reports) == [second, third]
+    data = device.volume(reports, DATA_VOL)["location"]
+    device.write_live(1, 0xEE)
+    for target, value, counter in ((second, 0xC2, 1), (third, 0xC3, 2)):  # each holds its own bytes
+        device.apply(device.config(version=2, os_gen=1, snapshots=both, counter=counter, active=target))
+        assert device.read(data) == bytes([value]) * MIB
 
 
 def test_app_deletion_after_rollback_cleans_up(device: Device) -> None:
