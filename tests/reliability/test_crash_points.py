@@ -4,8 +4,7 @@ backend snapshot without a record nor a record without one, the rollback
 applied, the volumes' bytes as expected. Real qcow2 volumes, a real QEMU app,
 two volumes per app.
 
-Every point runs by default (about a minute); ``-m "not slow"`` keeps one point per
-operation for a short form.
+Every point runs in the default suite (about a minute).
 """
 
 from __future__ import annotations
@@ -34,11 +33,10 @@ ROLLBACK_POINTS = [
     "converge.deployed",
 ]
 DELETE_POINTS = ["converge.app_stopped", "delete.intent_recorded", "delete.volume_done", "delete.recorded"]
-QUICK = {"snapshot.backend_group_done", "rollback.volume_done", "delete.volume_done"}
 
 
-def points(names: list[str]) -> list[Any]:
-    return [pytest.param(n, marks=() if n in QUICK else pytest.mark.slow) for n in names]
+def points(names: list[str]) -> list[str]:
+    return names
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from evesnap_core.testing.loopfs import loop_filesystems  # noqa: F401 (the fixture, offered by name)
 from evesnap_purgeable.harness import PurgeableHarness
 
 

@@ -14,10 +14,11 @@ and a second rollback works; it reports the generation that is live. It never
 destroys the generation that was live: the orchestrator decides that.
 
 Format work composes with the format backends: qcow2 volumes are created,
-populated and described by the qcow2 backend (``context.peer("qcow2")``); raw
-files are simple enough to handle here. Ownership: the live file belongs to
-the volume (``destroy_volume`` removes it), a retained file belongs to its
-snapshot (only ``delete_snapshot`` removes it).
+populated, described and destroyed by the qcow2 backend
+(``context.peer("qcow2")``); raw files are simple enough to handle here.
+Ownership: the live file belongs to the volume (``destroy_volume`` removes
+it), a retained file belongs to its snapshot (only ``delete_snapshot`` frees
+it).
 
 On a ZFS store the same idea would keep the old generation's zvol as it is
 (its name already carries the generation) and hand the dataset work to
@@ -26,14 +27,10 @@ evesnap-zfs; that is not implemented yet: this backend serves files.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
+from uuid import UUID
 
 from evesnap_core import (
     AlreadyExists,
@@ -42,8 +39,9 @@ from evesnap_core import (
     BackendUnavailable,
     Capability,
     ContentSource,
+    EvesnapError,
     FormatError,
-    NoSpace,
+    ProgressCallback,
     RollbackCheck,
     RollbackResult,
     SnapshotInfo,
@@ -55,9 +53,10 @@ from evesnap_core import (
     VolumeSpec,
     hookimpl,
 )
-from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir, fsync_dir
-from evesnap_core.process import run
-from evesnap_purgeable import copying
+from evesnap_core.backend import Backend
+from evesnap_core.durable import durable_unlink, ensure_dir, fsync_dir
+from evesnap_purgeable import content, copying
+from evesnap_purgeable.store import Mode, Retained, RetainedStore
 
 NAME = "purgeable"
 PLUGIN_API_VERSION = 1
@@ -66,44 +65,21 @@ FORMAT_PEERS = {"qcow2": "qcow2"}
 """Formats whose volume work is handed to another backend."""
 
 
-class Retained(BaseModel):
-    """One snapshot: a generation kept whole."""
-
-    schema_version: int = 1
-    snapshot_id: str
-    volume: str
-    generation: int
-    format: str
-    created: datetime
-    parent: str | None = None
-    mode: str
-    """How it was made: "kept" (moved at a purge), "reflink" or "copy"."""
-    size_bytes: int = 0
-
-
-def _token(snapshot_id: str) -> str:
-    return hashlib.sha256(snapshot_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
 class PurgeableBackend:
     def __init__(self, context: BackendContext) -> None:
         self.volumes_dir = context.persist_dir / "vault" / "volumes"
-        self.store_dir = context.persist_dir / "vault" / "snapshots" / "purgeable"
+        self.store = RetainedStore(context.persist_dir / "vault" / "snapshots" / "purgeable", context.logger)
         self.peer = context.peer
         self.log = context.logger
 
-    # ================================================================ paths
+    # ================================================================ helpers
+
+    def _live_path(self, volume: UUID, generation: int, fmt: str) -> Path:
+        """A generation's live file, computed (a stored location is never trusted)."""
+        return self.volumes_dir / f"{volume}#{generation}.{fmt}"
 
     def _path(self, volume: VolumeHandle | VolumeSpec) -> Path:
-        """A generation's live file, computed (a stored location is never trusted)."""
-        return self.volumes_dir / f"{volume.uuid}#{volume.generation}.{volume.format}"
-
-    def _dir(self, volume: VolumeHandle) -> Path:
-        return self.store_dir / f"{volume.uuid}#{volume.generation}"
-
-    def _retained(self, volume: VolumeHandle, snapshot_id: str) -> tuple[Path, Path]:
-        folder, token = self._dir(volume), _token(snapshot_id)
-        return folder / f"{token}.{volume.format}", folder / f"{token}.json"
+        return self._live_path(volume.uuid, volume.generation, volume.format)
 
     def _handle(self, spec: VolumeSpec) -> VolumeHandle:
         return VolumeHandle(
@@ -114,45 +90,66 @@ class PurgeableBackend:
             location=str(self._path(spec)),
         )
 
-    def _format_peer(self, fmt: str) -> Any:
+    def _format_peer(self, fmt: str) -> Backend | None:
+        """The backend that does `fmt`'s format work, or None where this one does it."""
         name = FORMAT_PEERS.get(fmt)
         if name is None:
             return None
         if self.peer is None:
             raise BackendUnavailable(NAME, f"{fmt} volumes need the {name} backend, and no peers are offered")
-        return self.peer(name)
+        peer: Backend = self.peer(name)
+        return peer
 
-    def _as_peer(self, volume: VolumeHandle, peer: Any) -> VolumeHandle:
+    @staticmethod
+    def _for_peer(volume: VolumeSpec, peer: Backend) -> VolumeSpec:
+        return volume.model_copy(update={"backend": peer.name, "purgeable": False})
+
+    @staticmethod
+    def _as_peer(volume: VolumeHandle, peer: Backend) -> VolumeHandle:
         return volume.model_copy(update={"backend": peer.name})
 
-    def _metas(self, volume: VolumeHandle) -> list[Retained]:
-        folder = self._dir(volume)
-        if not folder.is_dir():
-            return []
-        found = []
-        for meta in folder.glob("*.json"):
-            try:
-                found.append(Retained.model_validate_json(meta.read_bytes()))
-            except (OSError, ValidationError, ValueError) as exc:
-                self.log.warning("unreadable snapshot record %s: %s", meta, exc)
-        found.sort(key=lambda r: r.created)
-        return found
+    def _adopt(self, volume: VolumeSpec, made: VolumeHandle) -> VolumeHandle:
+        """The format backend's volume, as this backend's: it must sit where
+        generations live, or moving it into the snapshot store would miss it."""
+        handle = self._handle(volume)
+        if Path(made.location) != Path(handle.location):
+            raise EvesnapError(
+                f"the {made.backend} backend made {volume.key} at {made.location}, not {handle.location}"
+            )
+        return handle
 
-    def _current(self, volume: VolumeHandle) -> str | None:
-        """The snapshot the generation's content descends from (moves on create and rollback)."""
-        try:
-            return (self._dir(volume) / "current").read_text() or None
-        except OSError:
-            return None
-
-    def _set_current(self, volume: VolumeHandle, snapshot_id: str | None) -> None:
-        ensure_dir(self._dir(volume))
-        atomic_write(self._dir(volume) / "current", (snapshot_id or "").encode())
+    @staticmethod
+    def _check_format(fmt: str) -> None:
+        if fmt not in FORMATS:
+            raise FormatError(f"the purgeable backend serves {', '.join(FORMATS)} files, not {fmt}")
 
     @staticmethod
     def _require_stopped(volume: VolumeHandle, what: str) -> None:
         if volume.attachment is not None:
             raise VolumeLocked(volume.key, f"{what} needs the app stopped")
+
+    def _find(self, volume: VolumeHandle, snapshot_id: str) -> Retained:
+        record = self.store.find(volume.uuid, snapshot_id)
+        if record is None:
+            raise SnapshotNotFound(snapshot_id, volume.key)
+        return record
+
+    def _info(self, record: Retained) -> SnapshotInfo:
+        data = self.store.data_of(record)
+        try:
+            held = copying.allocated(data)
+        except FileNotFoundError:
+            held = 0
+        return SnapshotInfo(
+            snapshot_id=record.snapshot_id,
+            name=str(data),
+            volume=record.volume,
+            generation=record.generation,
+            created=record.created,
+            parent=record.parent,
+            size_bytes=held,
+            meta={"mode": record.mode, "retains": record.key},
+        )
 
     # ================================================================ description
 
@@ -167,6 +164,7 @@ class PurgeableBackend:
                     Capability.POPULATE_VOLUME,
                     Capability.SNAPSHOT,
                     Capability.ROLLBACK_ANY,
+                    Capability.CLONE,
                 }
             ),
             formats=FORMATS,
@@ -180,82 +178,58 @@ class PurgeableBackend:
 
     # ================================================================ volumes
 
-    def _check_format(self, fmt: str) -> None:
-        if fmt not in FORMATS:
-            raise FormatError(f"the purgeable backend serves {', '.join(FORMATS)} files, not {fmt}")
-
     @hookimpl
     def evesnap_create_volume(self, volume: VolumeSpec) -> VolumeHandle:
         self._check_format(volume.format)
         peer = self._format_peer(volume.format)
         if peer is not None:
-            peer.create_volume(volume.model_copy(update={"backend": peer.name, "purgeable": False}))
-            return self._handle(volume)
+            return self._adopt(volume, peer.create_volume(self._for_peer(volume, peer)))
         path = self._path(volume)
-        ensure_dir(path.parent)
         if path.exists():
             if path.stat().st_size != volume.size_bytes:
                 raise AlreadyExists(f"volume {volume.key} exists with another size")
             return self._handle(volume)
-        tmp = path.with_name(f".{path.name}.creating")
-        with open(tmp, "wb") as f:
+        ensure_dir(path.parent)
+        tmp = path.with_name(f".{path.name}.partial")
+        with open(tmp, "wb") as f:  # sparse: a blank volume costs nothing yet
+            os.fchmod(f.fileno(), 0o600)
             f.truncate(volume.size_bytes)
             os.fsync(f.fileno())
-        tmp.chmod(0o600)
-        tmp.rename(path)
-        fsync_dir(path.parent)
+        copying.publish(tmp, path)
         return self._handle(volume)
 
     @hookimpl
     def evesnap_populate_volume(
-        self, volume: VolumeSpec, source: ContentSource, progress: Any
+        self, volume: VolumeSpec, source: ContentSource, progress: ProgressCallback | None
     ) -> VolumeHandle:
         self._check_format(volume.format)
         peer = self._format_peer(volume.format)
         if peer is not None:
-            peer.populate_volume(
-                volume.model_copy(update={"backend": peer.name, "purgeable": False}), source, progress
-            )
-            return self._handle(volume)
+            return self._adopt(volume, peer.populate_volume(self._for_peer(volume, peer), source, progress))
         path = self._path(volume)
         if path.exists():
             return self._handle(volume)
         ensure_dir(path.parent)
-        tmp = path.with_name(f".{path.name}.creating")
+        tmp = path.with_name(f".{path.name}.partial")
+        durable_unlink(tmp)  # what a crash mid-populate left
         try:
             if source.format == "raw":
                 copying.copy(source.path, tmp, progress)
             else:
-                needed = copying.allocated(source.path) * 2
-                if needed > copying.free_space(path.parent):
-                    raise NoSpace(str(path.parent), needed, copying.free_space(path.parent))
-                run(
-                    [
-                        "qemu-img",
-                        "convert",
-                        "-f",
-                        source.format,
-                        "-O",
-                        "raw",
-                        str(source.path.resolve()),
-                        str(tmp.resolve()),
-                    ],
-                    timeout=3600,
-                )
-            if volume.size_bytes > tmp.stat().st_size:
-                os.truncate(tmp, volume.size_bytes)
+                content.convert_to_raw(source, tmp, progress)
             tmp.chmod(0o600)
-            tmp.rename(path)
-            fsync_dir(path.parent)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            if volume.size_bytes > tmp.stat().st_size:  # the volume may be larger than its content
+                os.truncate(tmp, volume.size_bytes)
+        except BaseException:
+            durable_unlink(tmp)
+            raise
+        copying.publish(tmp, path)
         return self._handle(volume)
 
     @hookimpl
     def evesnap_destroy_volume(self, volume: VolumeHandle) -> None:
         """The live file only; retained generations belong to their snapshots."""
-        self._require_stopped(volume, "destroying a volume")
+        self._require_stopped(volume, f"destroying {volume.key}")
         peer = self._format_peer(volume.format)
         if peer is not None:
             peer.destroy_volume(self._as_peer(volume, peer))
@@ -269,113 +243,152 @@ class PurgeableBackend:
             raise VolumeNotFound(volume.key, f"{path} does not exist (retired into a snapshot?)")
         peer = self._format_peer(volume.format)
         if peer is not None:
-            details: VolumeDetails = peer.volume_details(self._as_peer(volume, peer))
+            details = peer.volume_details(self._as_peer(volume, peer))
             return details.model_copy(update={"handle": volume})
         stat = path.stat()
         return VolumeDetails(
-            handle=volume, format=volume.format, virtual_size=stat.st_size, actual_size=stat.st_blocks * 512
+            handle=volume,
+            format=volume.format,
+            virtual_size=stat.st_size,
+            actual_size=copying.allocated(path),
         )
 
     # ================================================================ snapshots
 
     @hookimpl
     def evesnap_snapshot_volume(
-        self, volume: VolumeHandle, snapshot_id: str, progress: Any, retiring: bool
+        self, volume: VolumeHandle, snapshot_id: str, progress: ProgressCallback | None, retiring: bool
     ) -> SnapshotInfo:
-        self._require_stopped(volume, "a whole-volume snapshot")
-        data, meta = self._retained(volume, snapshot_id)
-        if meta.exists():
-            return self._info(volume, Retained.model_validate_json(meta.read_bytes()))
+        self._require_stopped(volume, f"a whole-volume snapshot of {volume.key}")
         live = self._path(volume)
-        if not live.exists():
-            raise VolumeNotFound(volume.key, f"{live} does not exist")
-        ensure_dir(data.parent)
-        parent = self._current(volume)
-        if retiring:
-            live.rename(data)  # the generation becomes the snapshot: O(1)
-            fsync_dir(data.parent)
-            fsync_dir(live.parent)
-            for leftover in (
-                live.with_name(live.name + ".evesnap.json"),
-                live.with_name(live.name + ".lock"),
-            ):
-                durable_unlink(leftover)  # the format backend's notes on the moved file
-            mode = "kept"
+        existing = self.store.find(volume.uuid, snapshot_id)
+        if existing is not None:
+            if existing.generation != volume.generation:
+                raise AlreadyExists(
+                    f"snapshot {snapshot_id!r} already retains {existing.key}, not {volume.key}"
+                )
+            if existing.mode == "kept" and not live.exists():
+                self._drop_format_notes(volume)  # a retry may find them left by a failure
+            return self._info(existing)
+        data = self.store.data_path(volume.uuid, volume.generation, volume.format, snapshot_id)
+        mode: Mode
+        if retiring and data.exists() and not live.exists():
+            mode = "kept"  # a crash came between the move and the record: finish it
         else:
-            mode = copying.copy(live, data, progress)
+            if not live.exists():
+                raise VolumeNotFound(volume.key, f"{live} does not exist")
+            durable_unlink(data)  # bytes without a record are never trusted
+            mode = self._move(live, data) if retiring else self._copy(live, data, progress)
         record = Retained(
             snapshot_id=snapshot_id,
-            volume=str(volume.uuid),
+            volume=volume.uuid,
             generation=volume.generation,
             format=volume.format,
             created=datetime.now(UTC),
-            parent=parent,
+            parent=self.store.current(volume.uuid, volume.generation),
             mode=mode,
             size_bytes=copying.allocated(data),
         )
-        atomic_write(meta, record.model_dump_json().encode())
-        self._set_current(volume, snapshot_id)
-        return self._info(volume, record)
+        self.store.save(record)
+        self.store.set_current(volume.uuid, volume.generation, snapshot_id)
+        if mode == "kept":
+            self._drop_format_notes(volume)
+        self.log.info("snapshot %r retains %s (%s)", snapshot_id, volume.key, mode)
+        return self._info(record)
 
-    def _info(self, volume: VolumeHandle, record: Retained) -> SnapshotInfo:
-        data, _ = self._retained(volume, record.snapshot_id)
-        return SnapshotInfo(
-            snapshot_id=record.snapshot_id,
-            name=str(data),
-            volume=volume.uuid,
-            generation=volume.generation,
-            created=record.created,
-            parent=record.parent,
-            size_bytes=record.size_bytes,
-            meta={"mode": record.mode},
-        )
+    def _move(self, live: Path, data: Path) -> Mode:
+        """The generation's file becomes the snapshot: O(1) at any size."""
+        ensure_dir(data.parent)
+        try:
+            live.rename(data)
+        except BaseException:
+            self.store.prune_folder(data.parent)
+            raise
+        fsync_dir(data.parent)
+        fsync_dir(live.parent)
+        return "kept"
+
+    def _copy(self, live: Path, data: Path, progress: ProgressCallback | None) -> Mode:
+        """A copy made beside the live file (same filesystem, so a reflink works)
+        and moved into the store once whole: a refusal for space comes before
+        anything, even a folder, is made."""
+        tmp = live.with_name(f".{live.name}.snapshot.partial")
+        durable_unlink(tmp)
+        mode = copying.copy(live, tmp, progress)
+        try:
+            ensure_dir(data.parent)
+            copying.publish(tmp, data)
+        except BaseException:
+            durable_unlink(tmp)
+            self.store.prune_folder(data.parent)
+            raise
+        return mode
+
+    def _drop_format_notes(self, volume: VolumeHandle) -> None:
+        """The file has left its path for the snapshot store: the format backend
+        forgets it (its destroy is idempotent and finds no file to remove)."""
+        peer = self._format_peer(volume.format)
+        if peer is not None:
+            peer.destroy_volume(self._as_peer(volume, peer))
 
     @hookimpl
     def evesnap_list_snapshots(self, volume: VolumeHandle) -> list[SnapshotInfo]:
-        return [self._info(volume, r) for r in self._metas(volume)]
+        """Snapshots of every generation of the volume's uuid, oldest first."""
+        return [self._info(r) for r in self.store.records(volume.uuid)]
 
     @hookimpl
     def evesnap_rollback_check(self, volume: VolumeHandle, snapshot_id: str) -> RollbackCheck:
-        _, meta = self._retained(volume, snapshot_id)
-        if not meta.exists():
-            raise SnapshotNotFound(snapshot_id, volume.key)
+        record = self._find(volume, snapshot_id)
+        if not self.store.data_of(record).exists():
+            return RollbackCheck(possible=False, reason=f"the bytes of {record.key} are missing")
         held = volume.attachment is not None
         return RollbackCheck(possible=not held, needs_stop=held)
 
     @hookimpl
     def evesnap_rollback(self, volume: VolumeHandle, snapshot_id: str) -> RollbackResult:
-        """Bring the retained generation back at its own path; the snapshot stays."""
-        self._require_stopped(volume, "rollback")
-        data, meta = self._retained(volume, snapshot_id)
-        if not meta.exists() or not data.exists():
-            raise SnapshotNotFound(snapshot_id, volume.key)
-        live = self._path(volume)
+        """Bring the retained generation back at its own path; the snapshot stays.
+
+        `volume` may name the live generation or the retained one: the snapshot
+        says which generation comes back, and the result names it."""
+        self._require_stopped(volume, f"rollback of {volume.key}")
+        record = self._find(volume, snapshot_id)
+        data = self.store.data_of(record)
+        if not data.exists():
+            raise SnapshotNotFound(snapshot_id, f"{record.key} (its retained file is missing)")
+        live = self._live_path(record.volume, record.generation, record.format)
         ensure_dir(live.parent)
-        tmp = live.with_name(f".{live.name}.restoring")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        copying.copy(data, tmp)
-        tmp.chmod(0o600)
-        tmp.rename(live)
-        fsync_dir(live.parent)
-        self._set_current(volume, snapshot_id)
-        return RollbackResult(snapshot_id=snapshot_id, live_generation=volume.generation)
+        mode = copying.copy_to(data, live)
+        self.store.set_current(record.volume, record.generation, snapshot_id)
+        self.log.info("rollback of %s to %r: %s is live (%s)", volume.key, snapshot_id, record.key, mode)
+        return RollbackResult(snapshot_id=snapshot_id, live_generation=record.generation)
 
     @hookimpl
     def evesnap_delete_snapshot(self, volume: VolumeHandle, snapshot_id: str) -> None:
-        data, meta = self._retained(volume, snapshot_id)
-        if not meta.exists() and not data.exists():
+        record = self.store.find(volume.uuid, snapshot_id)
+        if record is None:  # unknown is success; bytes a crash left without a record go
+            stray = self.store.data_path(volume.uuid, volume.generation, volume.format, snapshot_id)
+            durable_unlink(stray)
+            self.store.prune_folder(stray.parent)
             return
-        removed = Retained.model_validate_json(meta.read_bytes()) if meta.exists() else None
-        for record in self._metas(volume):  # children take the deleted one's parent
-            if removed is not None and record.parent == snapshot_id:
-                record.parent = removed.parent
-                atomic_write(self._retained(volume, record.snapshot_id)[1], record.model_dump_json().encode())
-        if self._current(volume) == snapshot_id:
-            self._set_current(volume, removed.parent if removed else None)
-        durable_unlink(data)
-        durable_unlink(meta)
-        if not self._metas(volume):
-            durable_unlink(data.parent / "current")
-            with contextlib.suppress(OSError):
-                data.parent.rmdir()
+        self.store.remove(record)
+        self.log.info("snapshot %r deleted: %s freed", snapshot_id, record.key)
+
+    @hookimpl
+    def evesnap_clone_snapshot(
+        self,
+        volume: VolumeHandle,
+        snapshot_id: str,
+        target: VolumeSpec,
+        progress: ProgressCallback | None,
+    ) -> VolumeHandle:
+        """A new volume holding a retained generation: reflinked or copied, so
+        it shares nothing the snapshot's deletion could take away."""
+        record = self._find(volume, snapshot_id)
+        if target.format != record.format:
+            raise FormatError(f"{record.key} is {record.format}; a clone cannot be {target.format}")
+        path = self._path(target)
+        if path.exists():
+            raise AlreadyExists(f"volume {target.key} exists")
+        ensure_dir(path.parent)
+        copying.copy_to(self.store.data_of(record), path, progress)
+        return self._handle(target)

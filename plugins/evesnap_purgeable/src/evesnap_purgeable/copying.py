@@ -14,28 +14,36 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
-from evesnap_core import NoSpace
+from evesnap_core import NoSpace, ProgressCallback
+from evesnap_core.durable import fsync_dir
 
 FICLONE = 0x40049409
 CHUNK = 8 << 20
 
 
 def allocated(path: Path) -> int:
-    """Bytes the file occupies on disk (what a full copy needs)."""
+    """Bytes the file occupies on disk: what a sparse-preserving copy needs, and
+    what a snapshot holds (a sparse volume's holes cost nothing)."""
     return path.stat().st_blocks * 512
 
 
 def free_space(folder: Path) -> int:
+    """Bytes an unprivileged writer may still use there (root's reserve excluded)."""
     stat = os.statvfs(folder)
     return stat.f_bavail * stat.f_frsize
 
 
+def _private(path: str, flags: int) -> int:
+    """Opener for new volume files: readable by their owner only."""
+    return os.open(path, flags, 0o600)
+
+
 def reflink(src: Path, dst: Path) -> bool:
     """Clone `src` into a new `dst` sharing its extents; False where unsupported."""
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
+    with open(src, "rb") as fin, open(dst, "xb", opener=_private) as fout:
         try:
             fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
         except OSError as exc:
@@ -48,16 +56,21 @@ def reflink(src: Path, dst: Path) -> bool:
     return True
 
 
-def copy(src: Path, dst: Path, progress: Callable[[int, int], None] | None = None) -> str:
-    """Copy `src` to the new file `dst`: "reflink" or "copy". NoSpace before writing
-    when a full copy cannot fit; no partial `dst` is ever left."""
+def copy(src: Path, dst: Path, progress: ProgressCallback | None = None) -> Literal["reflink", "copy"]:
+    """Copy `src` to the new file `dst` and say how. A full copy that cannot fit
+    raises NoSpace before writing a byte; no partial `dst` is ever left."""
     try:
         if reflink(src, dst):
             return "reflink"
         needed, available = allocated(src), free_space(dst.parent)
         if needed > available:
             raise NoSpace(str(dst.parent), needed, available)
-        _sparse_copy(src, dst, needed, progress)
+        try:
+            _sparse_copy(src, dst, needed, progress)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:  # someone else filled the disk meanwhile
+                raise NoSpace(str(dst.parent), needed, free_space(dst.parent)) from exc
+            raise
         return "copy"
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -65,9 +78,9 @@ def copy(src: Path, dst: Path, progress: Callable[[int, int], None] | None = Non
         raise
 
 
-def _sparse_copy(src: Path, dst: Path, total: int, progress: Callable[[int, int], None] | None) -> None:
+def _sparse_copy(src: Path, dst: Path, total: int, progress: ProgressCallback | None) -> None:
     done = 0
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
+    with open(src, "rb") as fin, open(dst, "xb", opener=_private) as fout:
         size = os.fstat(fin.fileno()).st_size
         fd_in, fd_out = fin.fileno(), fout.fileno()
         offset = 0
@@ -93,3 +106,26 @@ def _sparse_copy(src: Path, dst: Path, total: int, progress: Callable[[int, int]
         os.fsync(fd_out)
     if progress is not None:
         progress(total, total)
+
+
+def copy_to(src: Path, dst: Path, progress: ProgressCallback | None = None) -> Literal["reflink", "copy"]:
+    """Copy `src` over `dst` through a temporary name, so that `dst` is whole or
+    untouched: a crash mid-copy leaves only the temporary, which the next call
+    removes."""
+    tmp = dst.with_name(f".{dst.name}.partial")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    mode = copy(src, tmp, progress)
+    publish(tmp, dst)
+    return mode
+
+
+def publish(tmp: Path, dst: Path) -> None:
+    """Give a finished file its real name, durably; a failure removes it."""
+    try:
+        tmp.replace(dst)
+        fsync_dir(dst.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
