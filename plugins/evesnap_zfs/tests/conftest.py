@@ -6,7 +6,7 @@ import pytest
 
 from evesnap_zfs.harness import ZfsHarness
 
-HARNESS = "contrib/zfsvm/zfsvm run -- .venv/bin/pytest -m zfs plugins/evesnap_zfs"
+HARNESS = "see plugins/evesnap_zfs/README.md"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -16,7 +16,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if Path("/dev/zfs").exists():
         return
-    skip = pytest.mark.skip(reason=f"needs real ZFS: run inside the ZFS VM with `{HARNESS}`")
+    skip = pytest.mark.skip(reason=f"needs real ZFS (/dev/zfs): run inside a ZFS VM ({HARNESS})")
     for item in items:
         if "evesnap_zfs" in str(item.fspath):
             item.add_marker(pytest.mark.zfs)
