@@ -161,3 +161,13 @@ def test_persist_folder_writable_by_others_is_refused(cli: Cli) -> None:
     out = cli("apply", str(cli.config()))
     assert out.returncode == 2 and "writable by group or others" in out.stderr and "chmod 700" in out.stderr
     persist.chmod(0o700)
+
+
+def test_persist_flag_and_unknown_runtime(cli: Cli, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere"
+    out = cli("--persist", str(other), "apply", str(cli.config()))
+    assert out.returncode == 0, out.stderr
+    assert (other / "state").is_dir()  # the flag wins over EVESNAP_PERSIST
+    assert cli("--persist", str(other), "apply", "/dev/stdin", stdin='{"apps": []}').returncode == 0
+    out = cli("--runtime", "nosuch", "apply", str(cli.config()))
+    assert out.returncode == 2 and "unknown runtime 'nosuch'" in out.stderr and "qemu" in out.stderr

@@ -81,6 +81,7 @@ def test_delete_without_restart(device: Device) -> None:
     assert snap in qcow2_snapshots(data)  # carried out at the next stop
     device.apply(device.config(version=2, os_gen=1, snapshots=[], activate=False))
     assert snap not in qcow2_snapshots(data)
+    assert device.read(data) == bytes([0xD1]) * MIB  # deleting a snapshot never touches the data
 
 
 def test_delete_with_agent_restart(device: Device) -> None:
@@ -95,6 +96,7 @@ def test_delete_with_agent_restart(device: Device) -> None:
     device.start_agent()
     device.wait_for("app stopped", lambda r: app_of(r)["state"] == "HALTED")
     assert snap not in qcow2_snapshots(data)
+    assert device.read(data) == bytes([0xD1]) * MIB
 
 
 @pytest.mark.parametrize(
@@ -116,6 +118,9 @@ def test_agent_killed_during_creation(device: Device, crash_at: str) -> None:
     else:  # undone: nothing left behind on any volume
         assert snap not in listed
     assert app_of(reports)["state"] == "RUNNING"
+    assert device.read(data) == bytes([0xD1]) * MIB  # the data survived the crash
+    os_new = device.volume(reports, OS_VOL)["location"]
+    assert device.read(os_new) == bytes([0x11]) * MIB  # and the update landed
 
 
 @pytest.mark.parametrize("crash_at", ["rollback.app_stopped", "rollback.volume_done", "rollback.recorded"])
