@@ -27,6 +27,7 @@ COMMANDS = {
     "agent": ("evesnap_core.cli.ops_cmds", "agent"),
     "plugins": ("evesnap_core.cli.plugins_cmd", "plugins"),
     "conformance": ("evesnap_core.cli.conformance_cmd", "conformance"),
+    "policy": ("evesnap_core.cli.policy_cmd", "policy"),
 }
 """Command name -> (module, attribute): a command's module is imported only when
 it runs, so that `evesnap plugins` does not pay for the orchestrator."""
