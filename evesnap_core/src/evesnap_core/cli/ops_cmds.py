@@ -200,8 +200,17 @@ def snapshot_list(obj: Any, app: str, as_json: bool) -> None:
     help="Where to write the reports (default: <persist>/reports.json).",
 )
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between checks of the config.")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A local policy file (schedules, retention; docs/policies.md), run once a minute.",
+)
 @click.pass_obj
-def agent(obj: Any, config_path: Path, reports_path: Path | None, interval: float) -> None:
+def agent(
+    obj: Any, config_path: Path, reports_path: Path | None, interval: float, policy_path: Path | None
+) -> None:
     """Run until SIGTERM: reconcile whenever CONFIG changes, write the reports.
 
     On SIGTERM the step in flight finishes (or stays journalled) and the agent
@@ -218,6 +227,11 @@ def agent(obj: Any, config_path: Path, reports_path: Path | None, interval: floa
     session = _session(obj, base_dir=config_path.resolve().parent)
     reports_path = reports_path or obj.persist / "reports.json"
     seen: tuple[int, int] | None = None
+    policy_tick = None
+    if policy_path is not None:
+        from evesnap_core.cli.policy_cmd import agent_policy_tick
+
+        policy_tick = agent_policy_tick(policy_path, session)
     while not stopping:
         try:
             stat = config_path.stat()
@@ -234,6 +248,9 @@ def agent(obj: Any, config_path: Path, reports_path: Path | None, interval: floa
                 reports = session.orchestrator.reconcile(device)
                 data = status_json(session.orchestrator, reports, sizes=False)
                 atomic_write(reports_path, _json_bytes(data))
+        if policy_tick is not None and policy_tick():
+            data = status_json(session.orchestrator, session.orchestrator.reports(), sizes=False)
+            atomic_write(reports_path, _json_bytes(data))
         deadline = time.monotonic() + interval
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.05)
