@@ -104,6 +104,16 @@ def _app_or_fail(session: Session, app: str) -> UUID:
         raise
 
 
+def _snapshot_id_or_fail(value: str, field: str) -> str:
+    """A snapshot id is a UUID (the controller's and evesnap's own); anything else
+    is refused naming the argument, before it reaches any backend."""
+    try:
+        return str(UUID(value))
+    except ValueError:
+        fail(f"{field}: not a snapshot UUID: {value!r}", "run 'evesnap snapshot list APP'", EXIT_INVALID)
+        raise
+
+
 @snapshot.command("create")
 @click.argument("app")
 @click.option("--id", "snapshot_id", default=None, help="Snapshot UUID (default: a new one).")
@@ -111,6 +121,8 @@ def _app_or_fail(session: Session, app: str) -> UUID:
 @click.pass_obj
 def snapshot_create(obj: Any, app: str, snapshot_id: str | None, as_json: bool) -> None:
     """Take an immediate snapshot of APP now (live when its volumes allow)."""
+    if snapshot_id is not None:
+        snapshot_id = _snapshot_id_or_fail(snapshot_id, "--id")
     session = _session(obj, as_json=as_json)
     uuid = _app_or_fail(session, app)
     try:
@@ -129,6 +141,7 @@ def snapshot_create(obj: Any, app: str, snapshot_id: str | None, as_json: bool) 
 @click.pass_obj
 def snapshot_rollback(obj: Any, app: str, snapshot_id: str) -> None:
     """Roll APP back to SNAPSHOT_ID: its volumes and its config."""
+    snapshot_id = _snapshot_id_or_fail(snapshot_id, "SNAPSHOT_ID")
     session = _session(obj)
     uuid = _app_or_fail(session, app)
     try:
@@ -144,6 +157,7 @@ def snapshot_rollback(obj: Any, app: str, snapshot_id: str) -> None:
 @click.pass_obj
 def snapshot_delete(obj: Any, app: str, snapshot_id: str) -> None:
     """Delete SNAPSHOT_ID of APP (now if the app is stopped or its volumes delete live)."""
+    snapshot_id = _snapshot_id_or_fail(snapshot_id, "SNAPSHOT_ID")
     session = _session(obj)
     uuid = _app_or_fail(session, app)
     session.orchestrator.delete_now(uuid, snapshot_id)

@@ -25,9 +25,14 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
             click.echo("  ".join("-" * w for w in widths).rstrip())
 
 
+def one_line(text: str) -> str:
+    """`text` with control characters (a newline from a hostile name) escaped."""
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)
+
+
 def fail(message: str, hint: str = "", code: int = 1) -> None:
     """Exit with one line on stderr that says what went wrong and what to do next."""
-    text = f"evesnap: error: {message}"
+    text = f"evesnap: error: {one_line(message)}"
     if hint:
         text += f" ({hint})"
     click.echo(text, err=True)

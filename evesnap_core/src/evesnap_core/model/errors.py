@@ -20,13 +20,17 @@ def field_error(path: str, reason: str) -> PydanticCustomError:
     return PydanticCustomError(FIELD_ERROR, "{path}: {reason}", {"path": path, "reason": reason})
 
 
+DOCUMENT = "(document)"
+"""The path of the document itself (not an object, or an unnamed field)."""
+
+
 def _join(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + (str(part) or '""')
     return out
 
 
@@ -44,19 +48,64 @@ def config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
         reason = reason[len("Value error, ") :]
     if prefix:
         path = f"{prefix}.{path}" if path else prefix
+    path = path or DOCUMENT
     more = len(exc.errors()) - 1
     if more:
         reason += f" (and {more} more problem{'s' if more > 1 else ''})"
     return ConfigError(path, reason)
 
 
+MAX_DEPTH = 100
+"""Nesting a config may have (protobuf parsers stop at 100 as well): deeper
+documents could not be stored or printed again."""
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _check_tree(value: Any, loc: tuple[Any, ...], prefix: str) -> None:
+    """Refuse what JSON text cannot carry back out: nesting beyond MAX_DEPTH and
+    strings (values or keys) that are not valid UTF-8 (lone surrogates)."""
+    if len(loc) > MAX_DEPTH:
+        raise ConfigError(_prefixed(prefix, _join(loc)), f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        if not _is_utf8(value):
+            raise ConfigError(_prefixed(prefix, _join(loc)), "not valid UTF-8 (a lone surrogate)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and not _is_utf8(key):
+                raise ConfigError(_prefixed(prefix, _join((*loc, ascii(key)))), "field name not valid UTF-8")
+            _check_tree(item, (*loc, key), prefix)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_tree(item, (*loc, i), prefix)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _prefixed(prefix: str, path: str) -> str:
+    if prefix:
+        return f"{prefix}.{path}" if path else prefix
+    return path or DOCUMENT
+
+
 def parse_model(model: type[M], data: Any, prefix: str = "") -> M:
     """Validate `data` (a dict, or JSON text or bytes) as `model`, or raise ConfigError."""
     if isinstance(data, (str, bytes, bytearray)):
         try:
-            data = json.loads(data)
+            data = json.loads(data, parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ConfigError(prefix, f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ConfigError(prefix, f"not valid JSON: nested more than {MAX_DEPTH} levels deep") from None
+    _check_tree(data, (), prefix)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
