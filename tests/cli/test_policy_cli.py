@@ -196,6 +196,11 @@ def test_check_prints_schedules_and_refuses_a_bad_file_naming_the_field(cli: Cli
     assert ["default", "hourly", "0", "*", "*", "*", "*", "2026-12-01T01:00:00+00:00"] in rows
     assert ["apps.shop", "often", "*/15", "*", "*", "*", "*", "2026-12-01T00:15:00+00:00"] in rows
     assert "retention: hourly=3, daily=2" in out.stdout
+    hooked = write_policy(cli, HOURLY + '[default.hooks]\npre = ["/nonexistent/freeze"]\n', "hooked.toml")
+    out = cli("policy", "check", hooked)
+    assert (
+        out.returncode == 0 and "default.hooks.pre: '/nonexistent/freeze' is not an executable" in out.stderr
+    )
     bad = write_policy(cli, '[apps.shop]\nschedules = { h = "0 25 * * *" }\n', "bad.toml")
     out = cli("policy", "check", bad)
     assert out.returncode == 2

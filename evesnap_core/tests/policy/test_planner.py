@@ -153,3 +153,20 @@ def test_plans_are_deterministic_and_stable_when_replanned_at_the_same_time(hour
     assert plan(pol, now, facts, PLENTY) == plan(pol, now, shuffled, PLENTY)
     again = plan(pol, now, facts, PLENTY)  # the step already applied the plan at `now`
     assert all(not ap.create and ap.prune == () for ap in again.apps)
+
+
+def test_daylight_saving_changes_fire_each_wall_clock_time_once() -> None:
+    pol = policy('timezone = "Europe/Paris"\n[default]\nschedules = { s = "30 2 * * *", f = "30 2 * * *" }')
+    device = FakeDevice()
+    # 2026-03-29: 02:00 -> 03:00 in Paris, 02:30 does not exist; tick every minute around it
+    start = datetime(2026, 3, 28, 23, 0, tzinfo=UTC)
+    made_at = [t for m in range(240) if device.step(pol, t := start + timedelta(minutes=m)).apps[0].create]
+    assert made_at == [
+        start,
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+    ]  # the first run, then once at 03:00 local
+    # 2026-10-25: 03:00 -> 02:00, 02:30 happens twice: one snapshot
+    device = FakeDevice()
+    start = datetime(2026, 10, 24, 23, 0, tzinfo=UTC)
+    made_at = [t for m in range(300) if device.step(pol, t := start + timedelta(minutes=m)).apps[0].create]
+    assert made_at == [start, datetime(2026, 10, 25, 0, 30, tzinfo=UTC)]

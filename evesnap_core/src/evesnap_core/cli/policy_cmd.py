@@ -7,6 +7,7 @@ orchestrator; the agent only needs `agent_policy_tick`, one call per loop.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,12 @@ def _parse_now(text: str | None) -> datetime:
         fail(f"--now: {text!r} is not an ISO 8601 time", "e.g. 2026-12-01T04:00:00Z", EXIT_INVALID)
         raise
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _runnable(program: str) -> bool:
+    if "/" in program:
+        return Path(program).is_file() and os.access(program, os.X_OK)
+    return shutil.which(program) is not None
 
 
 def free_space(persist: Path) -> FreeSpace | None:
@@ -101,6 +108,13 @@ def policy_check(file: Path, now_text: str | None, as_json: bool) -> None:
                 "minFree": eff.min_free.text if eff.min_free else None,
             }
         )
+    for r in rows:
+        for which in ("pre", "post"):
+            argv = r["hooks"][which]
+            if argv and not _runnable(argv[0]):
+                click.echo(
+                    f"warning: {r['section']}.hooks.{which}: {argv[0]!r} is not an executable", err=True
+                )
     if as_json:
         print_json({"file": str(file), "timezone": pol.timezone, "sections": rows})
         return

@@ -17,7 +17,7 @@ as kept and never pruned.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -107,6 +107,13 @@ class Plan(Frozen):
         return data
 
 
+def wall_to_utc(wall: datetime, zone: tzinfo) -> datetime:
+    """A wall-clock time in `zone` as UTC. A time a DST change repeats is its first
+    occurrence and a time it skips is the instant of the change, so that each
+    wall-clock fire time is covered once and never lies after the `now` it came from."""
+    return min(wall.replace(tzinfo=zone, fold=f).astimezone(UTC) for f in (0, 1))
+
+
 def _human_bytes(value: int) -> str:
     size = float(value)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -189,12 +196,12 @@ def _plan_app(
         cron = parse_cron(settings.schedules[name])
         last = cron.previous(local_now)
         if last is not None:
-            at = last.replace(tzinfo=zone)
+            at = wall_to_utc(last, zone)
             if newest is None or newest < at:
                 fired.append(Fired(schedule=name, cron=cron.text, at=at))
         upcoming = cron.next(local_now)
         if upcoming is not None:
-            when = upcoming.replace(tzinfo=zone)
+            when = wall_to_utc(upcoming, zone)
             if next_fire is None or when < next_fire:
                 next_fire, next_names = when, [name]
             elif when == next_fire:
