@@ -239,6 +239,7 @@ def _plan_app(
             for c in sorted(candidates, key=lambda c: (c.created, c.id), reverse=True)
         )
     else:
+        described = settings.retention.describe()
         for d in decide(settings.retention, candidates, zone):
             if d.kept:
                 keep.append(
@@ -247,11 +248,7 @@ def _plan_app(
                     )
                 )
             else:
-                prune.append(
-                    Prune(
-                        snapshot=d.id, created=d.created, rule=settings.retention.describe(), reason=d.reason
-                    )
-                )
+                prune.append(Prune(snapshot=d.id, created=d.created, rule=described, reason=d.reason))
     for s in sorted(available, key=lambda s: (s.created, s.id), reverse=True):
         if s.origin != "schedule":
             keep.append(

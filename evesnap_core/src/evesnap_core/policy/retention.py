@@ -44,16 +44,21 @@ class Decision:
 def period(tier: str, at: datetime) -> tuple[tuple[int, ...], str]:
     """The calendar period of `at` (already in the policy's zone) for `tier`: (key, label)."""
     if tier == "hourly":
-        return (at.year, at.month, at.day, at.hour), f"{at:%Y-%m-%d %H}h"
+        return (
+            at.year,
+            at.month,
+            at.day,
+            at.hour,
+        ), f"{at.year:04d}-{at.month:02d}-{at.day:02d} {at.hour:02d}h"
     if tier == "daily":
-        return (at.year, at.month, at.day), f"{at:%Y-%m-%d}"
+        return (at.year, at.month, at.day), f"{at.year:04d}-{at.month:02d}-{at.day:02d}"
     if tier == "weekly":
         year, week, _ = at.isocalendar()
         return (year, week), f"{year}-W{week:02d}"
     if tier == "monthly":
-        return (at.year, at.month), f"{at:%Y-%m}"
+        return (at.year, at.month), f"{at.year:04d}-{at.month:02d}"
     if tier == "yearly":
-        return (at.year,), f"{at:%Y}"
+        return (at.year,), f"{at.year:04d}"
     raise ValueError(f"unknown retention tier {tier!r}")
 
 
@@ -67,50 +72,50 @@ def decide(rules: Retention, candidates: Iterable[Candidate], zone: tzinfo) -> l
     ordered = sorted(candidates, key=lambda c: (c.created, c.id), reverse=True)
     if not ordered:
         return []
-    kept: dict[str, list[str]] = {c.id: [] for c in ordered}
-    why_not: dict[str, list[str]] = {c.id: [] for c in ordered}
+    local = [c.created.astimezone(zone) for c in ordered]
+    kept: list[list[str]] = [[] for _ in ordered]
+    why_not: list[list[str]] = [[] for _ in ordered]
     for name, count in rules.rules():
         if name == "latest":
-            for i, c in enumerate(ordered):
+            last = ordered[min(count, len(ordered)) - 1]
+            beyond = (
+                f"latest={count}: not among the {count} newest "
+                f"(the oldest of those is {last.id} at {_stamp(last.created)})"
+            )
+            for i in range(len(ordered)):
                 if i < count:
-                    kept[c.id].append(f"latest={count}: #{i + 1} newest")
+                    kept[i].append(f"latest={count}: #{i + 1} newest")
                 else:
-                    newest = ordered[count - 1]
-                    why_not[c.id].append(
-                        f"latest={count}: not among the {count} newest "
-                        f"(the {count}th newest is {newest.id} at {_stamp(newest.created)})"
-                    )
+                    why_not[i].append(beyond)
             continue
-        representative: dict[tuple[int, ...], Candidate] = {}
+        periods = [period(name, at) for at in local]
+        representative: dict[tuple[int, ...], int] = {}
         labels: dict[tuple[int, ...], str] = {}
-        for c in ordered:  # newest first: the first seen of a period is its newest
-            key, label = period(name, c.created.astimezone(zone))
+        for i, (key, label) in enumerate(periods):  # newest first: the first of a period is its newest
             if key not in representative:
-                representative[key] = c
+                representative[key] = i
                 labels[key] = label
         newest_periods = sorted(representative, reverse=True)[:count]
         kept_periods = set(newest_periods)
-        oldest_kept = labels[newest_periods[-1]]
-        for c in ordered:
-            key, label = period(name, c.created.astimezone(zone))
+        too_old = f"is older than the {count} newest periods kept (oldest kept: {labels[newest_periods[-1]]})"
+        for i, (key, label) in enumerate(periods):
             rep = representative[key]
-            if key in kept_periods and rep.id == c.id:
-                kept[c.id].append(f"{name}={count}: newest of {label}")
+            if key in kept_periods and rep == i:
+                kept[i].append(f"{name}={count}: newest of {label}")
             elif key in kept_periods:
-                why_not[c.id].append(
-                    f"{name}={count}: {label} keeps its newest, {rep.id} at {_stamp(rep.created)}"
+                newest = ordered[rep]
+                why_not[i].append(
+                    f"{name}={count}: {label} keeps its newest, {newest.id} at {_stamp(newest.created)}"
                 )
             else:
-                why_not[c.id].append(
-                    f"{name}={count}: {label} is older than the {count} newest periods kept "
-                    f"(oldest kept: {oldest_kept})"
-                )
+                why_not[i].append(f"{name}={count}: {label} {too_old}")
+    described = rules.describe()
     decisions = []
-    for c in ordered:
-        if kept[c.id]:
-            decisions.append(Decision(c.id, c.created, tuple(kept[c.id]), "kept by " + "; ".join(kept[c.id])))
+    for i, c in enumerate(ordered):
+        if kept[i]:
+            decisions.append(Decision(c.id, c.created, tuple(kept[i]), "kept by " + "; ".join(kept[i])))
         else:
             decisions.append(
-                Decision(c.id, c.created, (), f"not kept by {rules.describe()}: " + "; ".join(why_not[c.id]))
+                Decision(c.id, c.created, (), f"not kept by {described}: " + "; ".join(why_not[i]))
             )
     return decisions
