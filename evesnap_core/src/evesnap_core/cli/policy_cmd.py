@@ -265,7 +265,11 @@ def agent_policy_tick(path: Path, session: Session) -> Callable[[], bool]:
         if loaded is None or minute == last_minute:
             return False
         last_minute = minute
-        made, execution = run_policy(loaded, session, now, dry_run=False)
+        try:
+            made, execution = run_policy(loaded, session, now, dry_run=False)
+        except Exception as exc:  # the policy must never take the agent down
+            click.echo(f"evesnap agent: policy run failed: {type(exc).__name__}: {exc}", err=True)
+            return False
         for o in execution.apps if execution else ():
             if o.created:
                 click.echo(f"evesnap agent: policy: {o.name or o.app}: created {o.created}", err=True)
