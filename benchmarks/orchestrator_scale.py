@@ -23,8 +23,8 @@ from evesnap_core.discovery import load_backends
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.errors import parse_model
 from evesnap_core.orchestrator.engine import Orchestrator
-from evesnap_core.orchestrator.file_store import FileStore
 from evesnap_core.runtimes.runtime import Runtime
+from evesnap_core.state.persist_store import PersistStore
 from evesnap_core.testing.memory import InstantRuntime, MemoryBackend
 
 
@@ -65,7 +65,7 @@ def measure(apps: int) -> tuple[float, float, float]:
         runtime = InstantRuntime()
         config = device_config(apps)
         start = time.perf_counter()
-        orch = Orchestrator(registry, Runtime(runtime), store=FileStore(persist))
+        orch = Orchestrator(registry, Runtime(runtime), store=PersistStore(persist))
         orch.reconcile(config)
         setup = time.perf_counter() - start
         snapshots = sum(len(a.snapshots) for a in orch.reports().apps)
@@ -74,7 +74,7 @@ def measure(apps: int) -> tuple[float, float, float]:
         orch.reconcile(config)
         noop = time.perf_counter() - start
         start = time.perf_counter()
-        reborn = Orchestrator(registry, Runtime(runtime), store=FileStore(persist))
+        reborn = Orchestrator(registry, Runtime(runtime), store=PersistStore(persist))
         reports = reborn.reports()
         restart = time.perf_counter() - start
         assert sum(len(a.snapshots) for a in reports.apps) == snapshots

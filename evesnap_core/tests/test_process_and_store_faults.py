@@ -5,14 +5,15 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
 from evesnap_core.durable import atomic_write
 from evesnap_core.errors import CommandFailed, CommandTimeout, NoSpace
-from evesnap_core.orchestrator.file_store import FileStore
 from evesnap_core.orchestrator.records import AppRecord
 from evesnap_core.process import run
+from evesnap_core.state.persist_store import PersistStore
 
 
 def test_a_hanging_tool_is_killed_with_its_children(tmp_path: Path) -> None:
@@ -44,16 +45,19 @@ def test_argv_must_be_a_list_never_a_shell_string() -> None:
 
 
 def test_garbage_state_is_quarantined_and_the_rest_loads(tmp_path: Path) -> None:
-    store = FileStore(tmp_path)
+    store = PersistStore(tmp_path)
     good = AppRecord(uuid="11111111-1111-4111-8111-111111111111", name="good")
     store.save_app(good)
     bad = store.apps_dir / "22222222-2222-4222-8222-222222222222.json"
-    bad.write_bytes(b'{"uuid": "22222222-2222-4222-8222-2222')  # truncated mid-write by something else
-    apps, _ = FileStore(tmp_path).load()
+    bad.write_bytes(b'{"SchemaVersion": 1, "AppInstanceID": "2222')  # truncated by something else
+    reborn = PersistStore(tmp_path)
+    apps, _ = reborn.load()
     assert [a.name for a in apps.values()] == ["good"]
     assert not bad.exists() and any(
         p.name.startswith(bad.name) for p in (store.root / "quarantine").iterdir()
     )
+    [damaged] = reborn.damaged()
+    assert damaged.app == UUID("22222222-2222-4222-8222-222222222222") and "not JSON" in damaged.description
 
 
 def test_a_full_disk_is_a_typed_error_and_the_old_file_survives(tmp_path: Path) -> None:

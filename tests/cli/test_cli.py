@@ -39,7 +39,7 @@ def test_invalid_config_exits_2_naming_the_field_and_changes_nothing(cli: Cli) -
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "apps[0].uuidandversion.uuid" in out.stderr
     assert "fix the config file" in out.stderr
-    assert not (cli.root / "persist" / "state").exists() or cli.status()["apps"] == []
+    assert not (cli.root / "persist" / "evesnap").exists() or cli.status()["apps"] == []
 
 
 def test_apply_status_and_local_snapshots(cli: Cli) -> None:
@@ -167,7 +167,7 @@ def test_persist_flag_and_unknown_runtime(cli: Cli, tmp_path: Path) -> None:
     other = tmp_path / "elsewhere"
     out = cli("--persist", str(other), "apply", str(cli.config()))
     assert out.returncode == 0, out.stderr
-    assert (other / "state").is_dir()  # the flag wins over EVESNAP_PERSIST
+    assert (other / "evesnap").is_dir()  # the flag wins over EVESNAP_PERSIST
     assert cli("--persist", str(other), "apply", "/dev/stdin", stdin='{"apps": []}').returncode == 0
     out = cli("--runtime", "nosuch", "apply", str(cli.config()))
     assert out.returncode == 2 and "unknown runtime 'nosuch'" in out.stderr and "qemu" in out.stderr

@@ -136,6 +136,8 @@ class Orchestrator:
         """Told about long copies (building a volume, a whole-volume snapshot)."""
         self.apps, self.volumes = self.store.load()
         self.device: DeviceConfig = self.store.load_device() or DeviceConfig()
+        self.damaged = self.store.damaged()
+        """Stored state that could not be read, reported on its app (and snapshot)."""
         if recover:  # a read-only look (evesnap status beside a running agent) changes nothing
             self.recover()
 
@@ -679,14 +681,21 @@ class Orchestrator:
         ]
         shown.sort(key=lambda s: s.created or s.requested)
         deployed = record.deployed or record.config
+        damaged = [d for d in self.damaged if d.app == record.uuid]
         return ZInfoApp(
             app_id=str(record.uuid),
             app_version=deployed.version if deployed else "",
             app_name=record.name,
-            app_err=[p.to_error_info() for p in record.problems],
+            app_err=[p.to_error_info() for p in record.problems]
+            + [Problem(description=d.description).to_error_info() for d in damaged if d.snapshot is None],
             state=state,
             volume_refs=[str(r.uuid) for r in deployed.volume_ref_list] if deployed else [],
-            snapshots=[self._snapshot_report(s) for s in shown],
+            snapshots=[self._snapshot_report(s) for s in shown]
+            + [
+                ZInfoSnapshot(id=d.snapshot, snap_err=Problem(description=d.description).to_error_info())
+                for d in damaged
+                if d.snapshot is not None
+            ],
         )
 
     @staticmethod

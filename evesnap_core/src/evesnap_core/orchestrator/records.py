@@ -7,6 +7,7 @@ are rebuilt exactly after a restart.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 from uuid import UUID
@@ -37,6 +38,15 @@ class Problem(BaseModel):
             timestamp=self.time,
             severity=Severity.SEVERITY_ERROR if self.severity == "error" else Severity.SEVERITY_WARNING,
         )
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """Stored state that could not be read: reported on its app and snapshot until removed."""
+
+    description: str
+    app: UUID | None = None
+    snapshot: str | None = None
 
 
 VolumeState = Literal["ready", "error"]

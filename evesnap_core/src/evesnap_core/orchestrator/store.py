@@ -12,7 +12,7 @@ from typing import Protocol
 from uuid import UUID
 
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.orchestrator.records import AppRecord, SnapshotRecord, VolumeRecord
+from evesnap_core.orchestrator.records import AppRecord, Damaged, SnapshotRecord, VolumeRecord
 
 
 class OrchestratorStore(Protocol):
@@ -42,6 +42,10 @@ class OrchestratorStore(Protocol):
 
     def unfinished(self) -> list[dict[str, object]]:
         """Intents a crash left: each has ``intent``, ``kind``, ``app``, ``snapshot``."""
+        ...
+
+    def damaged(self) -> list[Damaged]:
+        """Stored state that could not be read: reported on its app and snapshot."""
         ...
 
 
@@ -98,3 +102,6 @@ class MemoryStore:
         return [
             {"intent": k, "kind": v[0], "app": str(v[1]), "snapshot": v[2]} for k, v in self.intents.items()
         ]
+
+    def damaged(self) -> list[Damaged]:
+        return []

@@ -1,0 +1,473 @@
+"""The durable OrchestratorStore: the reference's snapshot folders plus evesnap's own state.
+
+Layout under the persist folder (folders 0700, files 0600)::
+
+    snapshots/<snapshotID>/appInstanceConfig.json       as in the reference
+    snapshots/<snapshotID>/volumesSnapshotStatus.json
+    snapshots/<snapshotID>/snapshotInstanceStatus.json
+    evesnap/apps/<app uuid>.json      last rollback counter, current snapshot, configs
+    evesnap/volumes/<hash>.json       one volume generation each
+    evesnap/device.json               the last device config applied
+    evesnap/journal/<intent>.json     multi-step operations begun, not yet resolved
+    evesnap/quarantine/<name>.<tag>/  what could not be read, with a note saying why
+
+Every file is replaced atomically (temporary file, fsync, rename, fsync of the
+folder). A new snapshot folder is built whole under a hidden name and renamed
+into place, and a removed one is renamed away before it is emptied, so a crash
+never leaves a snapshot with some of its files. At start, leftovers of such a
+crash are cleared, every folder is read and matched to its app by the app UUID,
+and whatever cannot be read is moved to the quarantine and reported as an
+error on its snapshot (or app), without stopping anything else from loading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import shutil
+import uuid as uuidlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir, fsync_dir
+from evesnap_core.errors import StateError
+from evesnap_core.model.config import DeviceConfig
+from evesnap_core.orchestrator.records import AppRecord, Damaged, SnapshotRecord, VolumeRecord
+from evesnap_core.state import legacy
+from evesnap_core.state.files import (
+    APP_CONFIG,
+    SNAPSHOT_FILES,
+    SNAPSHOT_STATUS,
+    VOLUMES_STATUS,
+    AppInstanceConfigFile,
+    AppState,
+    DeviceState,
+    Intent,
+    QuarantineNote,
+    SnapshotDescription,
+    SnapshotInstanceStatus,
+    VolumeSnapshotMeta,
+    VolumesSnapshotStatus,
+    VolumeState,
+)
+from evesnap_core.state.stored import StoredFile, parse_stored, read_stored
+
+log = logging.getLogger(__name__)
+
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""Snapshot ids that may name a folder: no separator, no leading dot, no '..' trick."""
+BUILDING = ".new-"
+REMOVING = ".old-"
+
+
+def snapshot_folder_name(snapshot_id: str) -> str:
+    if not SAFE_ID.fullmatch(snapshot_id) or ".." in snapshot_id:
+        raise StateError(snapshot_id, "a snapshot id must be letters, digits, '.', '_' or '-' (at most 128)")
+    return snapshot_id
+
+
+class PersistStore:
+    """Records of apps, snapshots and volumes under one persist folder.
+
+    `writable=False` gives a read-only view (``evesnap status`` beside a running
+    agent): it never writes, moves or deletes anything, and still reports what
+    it could not read.
+    """
+
+    def __init__(self, persist: Path, writable: bool = True) -> None:
+        self.persist = persist
+        self.writable = writable
+        self.snapshots_dir = persist / "snapshots"
+        self.root = persist / "evesnap"
+        self.apps_dir = self.root / "apps"
+        self.volumes_dir = self.root / "volumes"
+        self.journal_dir = self.root / "journal"
+        self.quarantine_dir = self.root / "quarantine"
+        if writable:
+            for folder in (self.snapshots_dir, self.apps_dir, self.volumes_dir, self.journal_dir):
+                ensure_dir(folder)
+        self.warnings: list[str] = []
+        """What loaded with a tolerated difference (an unknown or a missing optional field)."""
+        self._damaged: list[Damaged] = []
+        self._apps: dict[UUID, AppRecord] = {}
+        """The engine's own records (not copies)."""
+        self._on_disk: dict[UUID, set[str]] = {}
+        """Snapshot folders written, per app."""
+        self._written: dict[Path, bytes] = {}
+        """What each file holds, so that an unchanged record costs no write."""
+        self._legacy: legacy.LegacyState | None = None
+
+    # ================================================================ loading
+
+    def load(self) -> tuple[dict[UUID, AppRecord], dict[str, VolumeRecord]]:
+        self._legacy = legacy.read(self.persist)
+        if self._legacy is not None and self.writable:
+            self._adopt_legacy(self._legacy)
+        if self.writable:
+            self._clear_leftovers()
+        apps: dict[UUID, AppRecord] = {}
+        for path in self._files(self.apps_dir):
+            state = self._read(path, AppState, app=_uuid_or_none(path.stem))
+            if state is not None:
+                record = state.app.model_copy(update={"snapshots": {}})
+                apps[record.uuid] = record
+        for folder in self._folders(self.snapshots_dir):
+            snap = self._read_snapshot(folder)
+            if snap is None:
+                continue
+            # an app whose own file is not written yet (a crash) or was set aside (reported)
+            # still gets its snapshots back: they are matched by the app UUID in them
+            record = apps.setdefault(snap.app, AppRecord(uuid=snap.app))
+            record.snapshots[snap.id] = snap
+            self._on_disk.setdefault(snap.app, set()).add(snap.id)
+        volumes: dict[str, VolumeRecord] = {}
+        for path in self._files(self.volumes_dir):
+            vstate = self._read(path, VolumeState)
+            if vstate is not None:
+                volumes[vstate.volume.key] = vstate.volume
+        if self._legacy is not None and not self.writable:
+            apps, volumes = self._legacy.apps | apps, self._legacy.volumes | volumes
+        self._damaged.extend(self._quarantined())
+        self._apps = dict(apps)
+        return apps, volumes
+
+    def damaged(self) -> list[Damaged]:
+        """Everything that could not be read, this start and in earlier ones (still quarantined)."""
+        return list(self._damaged)
+
+    def _files(self, folder: Path) -> list[Path]:
+        try:
+            return sorted(p for p in folder.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+        except FileNotFoundError:
+            return []
+
+    def _folders(self, folder: Path) -> list[Path]:
+        try:
+            return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def _read(self, path: Path, model: type[Any], app: UUID | None = None) -> Any:
+        try:
+            raw = path.read_bytes()
+            loaded = parse_stored(model, raw, str(path))
+        except StateError as exc:
+            self._set_aside(path, str(exc), app=app)
+            return None
+        except OSError as exc:
+            self._set_aside(path, f"unreadable ({exc.strerror}) in {path}", app=app)
+            return None
+        self.warnings.extend(loaded.warnings)
+        self._written[path] = raw
+        return loaded.value
+
+    def _read_snapshot(self, folder: Path) -> SnapshotRecord | None:
+        """One snapshot folder, its three files agreeing with each other and the folder's name."""
+        try:
+            snapshot_folder_name(folder.name)
+            status = read_stored(SnapshotInstanceStatus, folder / SNAPSHOT_STATUS)
+            volumes = read_stored(VolumesSnapshotStatus, folder / VOLUMES_STATUS)
+            config = read_stored(AppInstanceConfigFile, folder / APP_CONFIG)
+            s, v, c = status.value, volumes.value, config.value
+            if s.snapshot.snapshot_id != folder.name or v.snapshot_id != folder.name:
+                raise StateError(str(folder), f"the files name another snapshot than {folder.name}")
+            if not s.app_instance_id == v.app_uuid == c.app_instance_id:
+                raise StateError(str(folder), "the files name different apps")
+        except StateError as exc:
+            self._set_aside(folder, str(exc), app=_app_of(folder), snapshot=folder.name)
+            return None
+        for loaded in (status, volumes, config):
+            self.warnings.extend(loaded.warnings)
+        for name, raw in ((SNAPSHOT_STATUS, s), (VOLUMES_STATUS, v), (APP_CONFIG, c)):
+            self._written[folder / name] = raw.dump()
+        return SnapshotRecord(
+            id=folder.name,
+            app=s.app_instance_id,
+            type=s.snapshot.snapshot_type,
+            display_name=s.snapshot.display_name,
+            state=s.state,
+            origin=s.origin,
+            requested=s.time_triggered or s.time_created or datetime.now(UTC),
+            created=s.time_created,
+            parent=s.parent,
+            error=s.error,
+            config_id=c.config_id,
+            config_version=s.config_version,
+            config_json=json.dumps(c.config, separators=(",", ":"), ensure_ascii=False),
+            volume_keys=v.volume_keys,
+            volumes={key: meta.volume for key, meta in v.volume_snapshot_meta.items()},
+        )
+
+    # ================================================================ quarantine
+
+    def _set_aside(
+        self, path: Path, reason: str, app: UUID | None = None, snapshot: str | None = None
+    ) -> None:
+        """Move what cannot be read out of the way, with a note; one bad file blocks nothing else."""
+        log.error("%s", reason)
+        where = path
+        if self.writable:
+            tag = uuidlib.uuid4().hex[:8]
+            target = self.quarantine_dir / f"{path.name}.{tag}"
+            ensure_dir(target)
+            with contextlib.suppress(OSError):
+                path.rename(target / path.name)
+                fsync_dir(path.parent)
+                where = target / path.name
+            note = QuarantineNote(
+                schema_version=QuarantineNote.SCHEMA,
+                reason=reason,
+                original=str(path),
+                app_instance_id=app,
+                snapshot_id=snapshot,
+                time=datetime.now(UTC),
+            )
+            atomic_write(target / "reason.json", note.dump())
+            self._damaged.append(Damaged(f"{reason}; moved to {where}", app, snapshot))
+        else:
+            self._damaged.append(Damaged(reason, app, snapshot))
+
+    def _quarantined(self) -> list[Damaged]:
+        """What earlier starts set aside: reported until an operator removes it."""
+        found = []
+        for folder in self._folders(self.quarantine_dir):
+            noted = {d.description for d in self._damaged}
+            try:
+                note = read_stored(QuarantineNote, folder / "reason.json").value
+            except StateError:
+                continue
+            description = f"{note.reason}; moved to {folder} on {note.time:%Y-%m-%d %H:%M:%S}"
+            if not any(d.startswith(note.reason) for d in noted):
+                found.append(Damaged(description, note.app_instance_id, note.snapshot_id))
+        return found
+
+    def _clear_leftovers(self) -> None:
+        """A crash while a snapshot folder was built or removed left it hidden: finish the job.
+
+        A folder being built was never part of the state (its intent is undone by
+        the engine's recovery); a folder being removed was already gone from it.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            for entry in self.snapshots_dir.iterdir():
+                if entry.name.startswith((BUILDING, REMOVING)):
+                    shutil.rmtree(entry, ignore_errors=True)
+        folders = [self.root, self.apps_dir, self.volumes_dir, self.journal_dir, self.snapshots_dir]
+        for folder in folders + self._folders(self.snapshots_dir):
+            with contextlib.suppress(FileNotFoundError):
+                for entry in folder.glob(".*.tmp"):  # an atomic write cut before its rename
+                    entry.unlink(missing_ok=True)
+
+    # ================================================================ device
+
+    def load_device(self) -> DeviceConfig | None:
+        path = self.root / "device.json"
+        if not path.exists():
+            return self._legacy.device if self._legacy is not None else None
+        state = self._read(path, DeviceState)
+        return state.config if state is not None else None
+
+    def save_device(self, config: DeviceConfig) -> None:
+        self._write(self.root / "device.json", DeviceState(schema_version=DeviceState.SCHEMA, config=config))
+
+    # ================================================================ apps and snapshots
+
+    def _write(self, path: Path, value: StoredFile) -> None:
+        data = value.dump()
+        if self._written.get(path) == data:
+            return
+        atomic_write(path, data)
+        self._written[path] = data
+
+    def _app_path(self, app: UUID) -> Path:
+        return self.apps_dir / f"{app}.json"
+
+    def save_app(self, record: AppRecord) -> None:
+        """The app's own state; snapshots new to the store are written, gone ones removed."""
+        self._apps[record.uuid] = record
+        app_only = record.model_copy(update={"snapshots": {}})
+        self._write(
+            self._app_path(record.uuid),
+            AppState(schema_version=AppState.SCHEMA, app_instance_id=record.uuid, app=app_only),
+        )
+        on_disk = self._on_disk.get(record.uuid, set())
+        for sid, snap in record.snapshots.items():
+            if sid not in on_disk:
+                self.save_snapshot(snap)
+        for sid in on_disk - set(record.snapshots):
+            self.remove_snapshot(record.uuid, sid)
+
+    def remove_app(self, app: UUID) -> None:
+        """Uninstall: the app's state and every snapshot folder of it go."""
+        for sid in sorted(self._on_disk.get(app, set())):
+            self.remove_snapshot(app, sid)
+        self._apps.pop(app, None)
+        self._on_disk.pop(app, None)
+        self._written.pop(self._app_path(app), None)
+        durable_unlink(self._app_path(app))
+
+    def save_snapshot(self, snapshot: SnapshotRecord) -> None:
+        folder = self.snapshots_dir / snapshot_folder_name(snapshot.id)
+        files = snapshot_files(snapshot)
+        if folder.is_dir():
+            for name, value in files.items():
+                self._write(folder / name, value)
+        else:
+            self._build(folder, files)
+        self._on_disk.setdefault(snapshot.app, set()).add(snapshot.id)
+
+    def _build(self, folder: Path, files: dict[str, StoredFile]) -> None:
+        """A new snapshot folder appears whole or not at all."""
+        staging = folder.parent / f"{BUILDING}{folder.name}.{uuidlib.uuid4().hex[:8]}"
+        ensure_dir(staging)
+        try:
+            for name, value in files.items():
+                atomic_write(staging / name, value.dump())
+            staging.rename(folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        fsync_dir(folder.parent)
+        for name, value in files.items():
+            self._written[folder / name] = value.dump()
+
+    def remove_snapshot(self, app: UUID, snapshot_id: str) -> None:
+        folder = self.snapshots_dir / snapshot_folder_name(snapshot_id)
+        self._on_disk.get(app, set()).discard(snapshot_id)
+        for name in SNAPSHOT_FILES:
+            self._written.pop(folder / name, None)
+        if not folder.exists():
+            return
+        doomed = folder.parent / f"{REMOVING}{folder.name}.{uuidlib.uuid4().hex[:8]}"
+        folder.rename(doomed)
+        fsync_dir(folder.parent)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    # ================================================================ volumes
+
+    def _volume_path(self, key: str) -> Path:
+        return self.volumes_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+    def save_volume(self, volume: VolumeRecord) -> None:
+        self._write(
+            self._volume_path(volume.key), VolumeState(schema_version=VolumeState.SCHEMA, volume=volume)
+        )
+
+    def remove_volume(self, key: str) -> None:
+        path = self._volume_path(key)
+        self._written.pop(path, None)
+        durable_unlink(path)
+
+    # ================================================================ intent journal
+
+    def begin(self, kind: str, app: UUID, snapshot_id: str, details: dict[str, str]) -> str:
+        intent = uuidlib.uuid4().hex
+        body = Intent(
+            schema_version=Intent.SCHEMA,
+            kind=kind,
+            app_instance_id=app,
+            snapshot_id=snapshot_id,
+            details=details,
+            time=datetime.now(UTC),
+        )
+        atomic_write(self.journal_dir / f"{intent}.json", body.dump())
+        return intent
+
+    def commit(self, intent: str) -> None:
+        durable_unlink(self.journal_dir / f"{intent}.json")
+
+    def unfinished(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for path in self._files(self.journal_dir):
+            item = self._read(path, Intent)
+            if item is not None:
+                out.append(
+                    {
+                        "intent": path.stem,
+                        "kind": item.kind,
+                        "app": str(item.app_instance_id),
+                        "snapshot": item.snapshot_id,
+                        "details": item.details,
+                    }
+                )
+        return out
+
+    # ================================================================ the previous layout
+
+    def _adopt_legacy(self, old: legacy.LegacyState) -> None:
+        """Write what evesnap 0.1 stored (``state/``) in this layout, then retire the old folder."""
+        for record in old.apps.values():
+            self.save_app(record)
+            for snap in record.snapshots.values():
+                self.save_snapshot(snap)
+        for volume in old.volumes.values():
+            self.save_volume(volume)
+        if old.device is not None and not (self.root / "device.json").exists():
+            self.save_device(old.device)
+        for item in old.intents:
+            body = Intent(schema_version=Intent.SCHEMA, **item)
+            atomic_write(self.journal_dir / f"{uuidlib.uuid4().hex}.json", body.dump())
+        legacy.retire(self.persist)
+        self._apps.clear()
+        self._on_disk.clear()
+        self._written.clear()
+
+
+def snapshot_files(snapshot: SnapshotRecord) -> dict[str, StoredFile]:
+    """The three files of a snapshot folder."""
+    return {
+        APP_CONFIG: AppInstanceConfigFile(
+            schema_version=AppInstanceConfigFile.SCHEMA,
+            app_instance_id=snapshot.app,
+            config_id=snapshot.config_id,
+            config_version=snapshot.config_version,
+            config=json.loads(snapshot.config_json),
+        ),
+        VOLUMES_STATUS: VolumesSnapshotStatus(
+            schema_version=VolumesSnapshotStatus.SCHEMA,
+            snapshot_id=snapshot.id,
+            volume_snapshot_meta={k: VolumeSnapshotMeta(volume=v) for k, v in snapshot.volumes.items()},
+            app_uuid=snapshot.app,
+            volume_keys=snapshot.volume_keys,
+        ),
+        SNAPSHOT_STATUS: SnapshotInstanceStatus(
+            schema_version=SnapshotInstanceStatus.SCHEMA,
+            snapshot=SnapshotDescription(
+                snapshot_id=snapshot.id, snapshot_type=snapshot.type, display_name=snapshot.display_name
+            ),
+            app_instance_id=snapshot.app,
+            config_version=snapshot.config_version,
+            state=snapshot.state,
+            origin=snapshot.origin,
+            time_triggered=snapshot.requested,
+            time_created=snapshot.created,
+            parent=snapshot.parent,
+            error=snapshot.error,
+        ),
+    }
+
+
+def _uuid_or_none(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def _app_of(folder: Path) -> UUID | None:
+    """The app a damaged snapshot folder belonged to, from whichever file still says."""
+    for name, key in (
+        (SNAPSHOT_STATUS, "AppInstanceID"),
+        (VOLUMES_STATUS, "AppUUID"),
+        (APP_CONFIG, "AppInstanceID"),
+    ):
+        try:
+            value = json.loads((folder / name).read_bytes()).get(key)
+            return UUID(str(value))
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+    return None

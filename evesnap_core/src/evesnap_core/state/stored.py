@@ -1,0 +1,176 @@
+"""Reading state files tolerantly, but never silently wrong.
+
+The rules come from the reference (EVE's snapshot status files): a missing
+mandatory field is an error that names the field and the file ("Critical field
+X missing in stored data in FILE"); a missing optional field or an unknown
+extra field loads, with a warning, so that an older evesnap reads a newer
+file and the other way round. Unknown fields are kept and written back, so a
+downgrade followed by an upgrade loses nothing.
+
+Every file carries ``SchemaVersion``. Files of an older version are brought
+up to date by the file type's migrations before they are checked; a newer
+version loads what this evesnap knows, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from evesnap_core.errors import StateError
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class StoredModel(BaseModel):
+    """A structure inside a state file: Go-style names on disk, unknown fields kept."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class StoredFile(StoredModel):
+    """A whole state file."""
+
+    SCHEMA: ClassVar[int] = 1
+    """The schema version this evesnap writes."""
+    MIGRATIONS: ClassVar[Mapping[int, Migration]] = {}
+    """Version N -> a function that turns a version-N document into version N+1."""
+
+    schema_version: int = Field(alias="SchemaVersion")
+
+    def dump(self) -> bytes:
+        """The file's bytes: stable key order, so an unchanged record writes the same bytes."""
+        return self.model_dump_json(by_alias=True).encode()
+
+
+F = TypeVar("F", bound=StoredFile)
+
+
+@dataclass
+class Loaded(Generic[F]):
+    """A file read, and what was tolerated while reading it."""
+
+    value: F
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_stored(model: type[F], path: Path) -> Loaded[F]:
+    """Read `path` as `model`, or raise StateError naming the file and what is wrong."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StateError(str(path), "stored data missing") from None
+    except OSError as exc:
+        raise StateError(str(path), f"stored data unreadable ({exc.strerror})") from None
+    return parse_stored(model, raw, str(path))
+
+
+def parse_stored(model: type[F], raw: bytes | str, where: str) -> Loaded[F]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise StateError(where, f"stored data is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise StateError(where, f"stored data is a JSON {type(data).__name__}, not an object")
+    warnings: list[str] = []
+    data = _upgrade(model, data, where, warnings)
+    _check_fields(model, data, "", where, warnings)
+    try:
+        value = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        place = ".".join(str(p) for p in first["loc"]) or "(document)"
+        raise StateError(where, f"field {place}: {first['msg']} in stored data") from None
+    except RecursionError:
+        raise StateError(where, "stored data is nested too deeply") from None
+    for warning in warnings:
+        log.warning("%s", warning)
+    return Loaded(value, warnings)
+
+
+def _upgrade(
+    model: type[StoredFile], data: dict[str, Any], where: str, warnings: list[str]
+) -> dict[str, Any]:
+    version = data.get("SchemaVersion")
+    if version is None:
+        raise StateError(where, "Critical field SchemaVersion missing in stored data")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise StateError(where, f"field SchemaVersion: {version!r} is not a schema version")
+    if version > model.SCHEMA:
+        warnings.append(
+            f"{where} was written with schema {version} by a newer evesnap (this one knows "
+            f"{model.SCHEMA}): loading the fields it knows, keeping the others"
+        )
+        return data
+    while version < model.SCHEMA:
+        migrate = model.MIGRATIONS.get(version)
+        if migrate is None:
+            raise StateError(where, f"no migration from schema {version} of {model.__name__}")
+        data = migrate(dict(data))
+        version += 1
+        data["SchemaVersion"] = version
+    return data
+
+
+def _check_fields(
+    model: type[BaseModel], data: Mapping[str, Any], prefix: str, where: str, warnings: list[str]
+) -> None:
+    """Mandatory fields present (recursively into stored structures), the rest warned about."""
+    known: set[str] = set()
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        known.update((key, name))
+        if key not in data and name not in data:
+            if info.is_required():
+                raise StateError(where, f"Critical field {prefix}{key} missing in stored data")
+            warnings.append(f"optional field {prefix}{key} missing in {where}: using its default")
+            continue
+        value = data[key] if key in data else data[name]
+        nested = _stored_type(info.annotation)
+        if nested is None:
+            continue
+        kind, inner = nested
+        if kind == "one" and isinstance(value, Mapping):
+            _check_fields(inner, value, f"{prefix}{key}.", where, warnings)
+        elif kind == "list" and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    _check_fields(inner, item, f"{prefix}{key}[{i}].", where, warnings)
+        elif kind == "dict" and isinstance(value, Mapping):
+            for k, item in value.items():
+                if isinstance(item, Mapping):
+                    _check_fields(inner, item, f"{prefix}{key}[{k}].", where, warnings)
+    if issubclass(model, StoredModel):
+        for extra in sorted(set(data) - known):
+            warnings.append(f"unknown field {prefix}{extra} in {where}: kept as it is")
+
+
+def _stored_type(annotation: Any) -> tuple[str, type[StoredModel]] | None:
+    """Whether a field holds stored structures: one, a list of them or a dict of them."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if arg is not type(None):
+                return _stored_type(arg)
+        return None
+    if origin is list:
+        inner = typing.get_args(annotation)[0]
+        return ("list", inner) if _is_stored(inner) else None
+    if origin is dict:
+        inner = typing.get_args(annotation)[1]
+        return ("dict", inner) if _is_stored(inner) else None
+    return ("one", annotation) if _is_stored(annotation) else None
+
+
+def _is_stored(cls: Any) -> bool:
+    return isinstance(cls, type) and issubclass(cls, StoredModel)
