@@ -100,11 +100,9 @@ def test_state_folders_are_0700_and_files_0600_after_a_run(cli: Cli) -> None:
         (cli.root / "os.raw").write_bytes(b"\x11" * MIB)
         snap, snap2 = str(uuid.uuid4()), str(uuid.uuid4())
         steps = [
-            config([]),
-            config([snap]),
-            config([snap, snap2]),
-            config([snap, snap2], counter=1, active=snap),
-            config([snap2], counter=1, active=snap),
+            config([snap]),  # deploy and snapshot
+            config([snap, snap2], counter=1, active=snap),  # another, and a rollback
+            config([snap2], counter=1, active=snap),  # a deletion
         ]
         for i, text in enumerate(steps):
             path = cli.root / f"step-{i}.json"

@@ -15,7 +15,7 @@ the process must stay flat:
 
 Every 25th cycle also checks the rollback's bytes with qemu-io.
 
-The short form (100 cycles) runs by default; the long form (2,000 cycles) is
+The short form (60 cycles) runs by default; the long form (2,000 cycles) is
 marked slow. Both print their figures (pytest -s).
 """
 
@@ -143,7 +143,7 @@ def soak(tmp_path: Path, cycles: int, warmup: int, rss_tolerance_kib: int) -> No
 
 
 def test_soak_short(tmp_path: Path) -> None:
-    soak(tmp_path, cycles=100, warmup=20, rss_tolerance_kib=4 * KIB)
+    soak(tmp_path, cycles=60, warmup=10, rss_tolerance_kib=4 * KIB)
 
 
 @pytest.mark.slow
