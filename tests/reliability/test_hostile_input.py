@@ -451,7 +451,7 @@ def test_hostile_names_and_content_urls_through_the_cli(cli: Cli, tmp_path: Path
     through create, rollback and delete: names kept verbatim, nothing outside the
     persist folder, no shell, no qemu-img option made of a name."""
     marker = tmp_path / "pwned"
-    strings = [h for h in hostile(marker) if len(h.encode()) <= 255]  # longer: see the xfail below
+    strings = [h for h in hostile(marker) if len(h.encode()) <= 255]  # longer: see the test below
     content = cli.root / "content"
     content.mkdir()
     apps, volumes, trees = [], [], []
@@ -517,12 +517,6 @@ def test_hostile_names_and_content_urls_through_the_cli(cli: Cli, tmp_path: Path
     assert assert_no_hostile_option(cli.qemu_log, strings) > 0  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="orchestrator/content.py ContentResolver._path: Path.is_file() raises OSError "
-    "(ENAMETOOLONG) for a URL component over 255 bytes; reconcile does not catch OSError, "
-    "so `evesnap apply` dies with a traceback instead of refusing contentInfo[0].URL",
-)
 def test_content_url_longer_than_a_file_name_is_refused_naming_the_field(cli: Cli) -> None:
     config = base_config()
     config["contentInfo"][0]["URL"] = "content-" + "x" * 300 + ".qcow2"

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 PERSIST_ENV = "EVESNAP_PERSIST"
+RUNTIME_DIR_ENV = "EVESNAP_RUNTIME_DIR"
+VOLUME_FORMAT_ENV = "EVESNAP_VOLUME_FORMAT"
 
 
 def default_persist_dir() -> Path:
@@ -17,3 +19,21 @@ def default_persist_dir() -> Path:
         return Path("/var/lib/evesnap")
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "evesnap"
+
+
+def default_runtime_dir() -> Path:
+    """Where sockets live (QMP of running apps, NBD of read-only snapshots): a unix
+    socket path must stay under 108 bytes, so not under a deep persist folder."""
+    env = os.environ.get(RUNTIME_DIR_ENV)
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/run/evesnap")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(xdg) / "evesnap" if xdg else Path(f"/tmp/evesnap-{os.geteuid()}")  # noqa: S108
+
+
+def default_volume_format() -> str:
+    """The format of blank volumes: ``qcow2`` (default), ``raw``, or ``zvol`` on a
+    device whose persist storage is a ZFS pool (EVE decides the same way)."""
+    return os.environ.get(VOLUME_FORMAT_ENV) or "qcow2"

@@ -32,6 +32,7 @@ def status_doc() -> dict[str, Any]:
         "TimeCreated": "2026-11-30T10:00:01Z",
         "Parent": None,
         "Error": None,
+        "Exports": {},
     }
 
 

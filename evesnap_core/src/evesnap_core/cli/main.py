@@ -23,7 +23,8 @@ class Context:
 COMMANDS = {
     "apply": ("evesnap_core.cli.ops_cmds", "apply"),
     "status": ("evesnap_core.cli.ops_cmds", "status"),
-    "snapshot": ("evesnap_core.cli.ops_cmds", "snapshot"),
+    "snapshot": ("evesnap_core.cli.snapshot_cmds", "snapshot"),
+    "clone": ("evesnap_core.cli.clone_cmds", "clone"),
     "agent": ("evesnap_core.cli.ops_cmds", "agent"),
     "plugins": ("evesnap_core.cli.plugins_cmd", "plugins"),
     "conformance": ("evesnap_core.cli.conformance_cmd", "conformance"),

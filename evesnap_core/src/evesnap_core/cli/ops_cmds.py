@@ -1,4 +1,4 @@
-"""The operator's commands: apply, status, snapshot, agent."""
+"""The operator's commands: apply, status, agent."""
 
 from __future__ import annotations
 
@@ -7,34 +7,17 @@ import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from uuid import UUID
 
 import click
 
-from evesnap_core.cli.output import fail, print_json, print_table
-from evesnap_core.cli.progress import terminal_progress
+from evesnap_core.cli.common import EXIT_FAILED, EXIT_INVALID, session_or_fail
+from evesnap_core.cli.output import fail
 from evesnap_core.cli.reports_view import show, status_json
-from evesnap_core.cli.session import Session, open_session
 from evesnap_core.durable import atomic_write
-from evesnap_core.errors import ConfigError, EvesnapError, LockHeld
+from evesnap_core.errors import ConfigError
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.errors import parse_model
 from evesnap_core.orchestrator.engine import Reports
-
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_LOCKED = 4
-
-
-def _session(obj: Any, base_dir: Path | None = None, as_json: bool = True, write: bool = True) -> Session:
-    try:
-        return open_session(obj.persist, obj.runtime, base_dir, terminal_progress(as_json), write=write)
-    except ConfigError as exc:
-        fail(str(exc), "see 'evesnap --help'", EXIT_INVALID)
-        raise  # unreachable
-    except LockHeld as exc:
-        fail(str(exc), "stop it, or use another --persist", EXIT_LOCKED)
-        raise
 
 
 def _read_config(path: Path) -> DeviceConfig:
@@ -66,7 +49,7 @@ def apply(obj: Any, config: Path, as_json: bool) -> None:
     reports an error, 2 when CONFIG is invalid (nothing is changed then).
     """
     device = _read_config(config)
-    session = _session(obj, base_dir=config.resolve().parent, as_json=as_json)
+    session = session_or_fail(obj, base_dir=config.resolve().parent, as_json=as_json)
     reports = session.orchestrator.reconcile(device)
     show(session.orchestrator, reports, as_json)
     raise SystemExit(_exit_code(reports))
@@ -78,7 +61,7 @@ def apply(obj: Any, config: Path, as_json: bool) -> None:
 @click.pass_obj
 def status(obj: Any, app: str | None, as_json: bool) -> None:
     """Show apps, their volumes (backend, location, sizes) and snapshots."""
-    session = _session(obj, write=False)
+    session = session_or_fail(obj, write=False)
     reports = session.orchestrator.reports()
     if app is not None:
         try:
@@ -89,113 +72,6 @@ def status(obj: Any, app: str | None, as_json: bool) -> None:
         refs = {r for a in keep for r in a.volume_refs}
         reports = Reports(apps=keep, volumes=[v for v in reports.volumes if v.uuid in refs])
     show(session.orchestrator, reports, as_json)
-
-
-@click.group()
-def snapshot() -> None:
-    """Local snapshot operations, for a device without a controller."""
-
-
-def _app_or_fail(session: Session, app: str) -> UUID:
-    try:
-        return session.app_uuid(app)
-    except ConfigError as exc:
-        fail(str(exc), "run 'evesnap status' to list apps", EXIT_INVALID)
-        raise
-
-
-def _snapshot_id_or_fail(value: str, field: str) -> str:
-    """A snapshot id is a UUID (the controller's and evesnap's own); anything else
-    is refused naming the argument, before it reaches any backend."""
-    try:
-        return str(UUID(value))
-    except ValueError:
-        fail(f"{field}: not a snapshot UUID: {value!r}", "run 'evesnap snapshot list APP'", EXIT_INVALID)
-        raise
-
-
-@snapshot.command("create")
-@click.argument("app")
-@click.option("--id", "snapshot_id", default=None, help="Snapshot UUID (default: a new one).")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-def snapshot_create(obj: Any, app: str, snapshot_id: str | None, as_json: bool) -> None:
-    """Take an immediate snapshot of APP now (live when its volumes allow)."""
-    if snapshot_id is not None:
-        snapshot_id = _snapshot_id_or_fail(snapshot_id, "--id")
-    session = _session(obj, as_json=as_json)
-    uuid = _app_or_fail(session, app)
-    try:
-        made = session.orchestrator.snapshot_now(uuid, snapshot_id)
-    except (EvesnapError, ValueError) as exc:
-        fail(f"snapshot of {app} failed: {exc}", "see 'evesnap status " + app + "'", EXIT_FAILED)
-    if as_json:
-        print_json({"app": str(uuid), "snapshot": made})
-    else:
-        click.echo(made)
-
-
-@snapshot.command("rollback")
-@click.argument("app")
-@click.argument("snapshot_id")
-@click.pass_obj
-def snapshot_rollback(obj: Any, app: str, snapshot_id: str) -> None:
-    """Roll APP back to SNAPSHOT_ID: its volumes and its config."""
-    snapshot_id = _snapshot_id_or_fail(snapshot_id, "SNAPSHOT_ID")
-    session = _session(obj)
-    uuid = _app_or_fail(session, app)
-    try:
-        session.orchestrator.rollback_now(uuid, snapshot_id)
-    except EvesnapError as exc:
-        fail(f"rollback of {app} failed: {exc}", "see 'evesnap snapshot list " + app + "'", EXIT_FAILED)
-    click.echo(f"{app} rolled back to {snapshot_id}")
-
-
-@snapshot.command("delete")
-@click.argument("app")
-@click.argument("snapshot_id")
-@click.pass_obj
-def snapshot_delete(obj: Any, app: str, snapshot_id: str) -> None:
-    """Delete SNAPSHOT_ID of APP (now if the app is stopped or its volumes delete live)."""
-    snapshot_id = _snapshot_id_or_fail(snapshot_id, "SNAPSHOT_ID")
-    session = _session(obj)
-    uuid = _app_or_fail(session, app)
-    session.orchestrator.delete_now(uuid, snapshot_id)
-    record = session.orchestrator.apps[uuid].snapshots.get(snapshot_id)
-    if record is not None and record.error is not None:
-        fail(
-            f"deletion of {snapshot_id} failed: {record.error.description}",
-            "it is retried at the next stop",
-            EXIT_FAILED,
-        )
-    click.echo("deleted" if record is None else "deletion pending until the app stops")
-
-
-@snapshot.command("list")
-@click.argument("app")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-def snapshot_list(obj: Any, app: str, as_json: bool) -> None:
-    """List APP's snapshots, oldest first."""
-    session = _session(obj, write=False)
-    uuid = _app_or_fail(session, app)
-    report = session.orchestrator.app_report(session.orchestrator.apps[uuid])
-    if as_json:
-        print_json([s.to_json_dict() for s in report.snapshots])
-        return
-    print_table(
-        ["ID", "TYPE", "CONFIG VERSION", "CREATED", "ERROR"],
-        [
-            [
-                r["id"],
-                r.get("type", ""),
-                r.get("configVersion", ""),
-                r.get("createTime", ""),
-                (r.get("snapErr") or {}).get("description", ""),
-            ]
-            for r in (s.to_json_dict() for s in report.snapshots)
-        ],
-    )
 
 
 @click.command()
@@ -238,7 +114,7 @@ def agent(
 
     signal.signal(signal.SIGTERM, on_term)  # first: a stop during start-up is clean too
     signal.signal(signal.SIGINT, on_term)
-    session = _session(obj, base_dir=config_path.resolve().parent)
+    session = session_or_fail(obj, base_dir=config_path.resolve().parent)
     reports_path = reports_path or obj.persist / "reports.json"
     seen: tuple[int, int] | None = None
     policy_tick = None
@@ -259,11 +135,14 @@ def agent(
             except (OSError, ConfigError) as exc:
                 click.echo(f"evesnap agent: ignoring invalid {config_path}: {exc}", err=True)
             else:
-                reports = session.orchestrator.reconcile(device)
+                session.orchestrator.reconcile(device)
+                reports = session.orchestrator.reports(for_controller=True)  # clones are the device's own
                 data = status_json(session.orchestrator, reports, sizes=False)
                 atomic_write(reports_path, _json_bytes(data))
         if policy_tick is not None and policy_tick():
-            data = status_json(session.orchestrator, session.orchestrator.reports(), sizes=False)
+            data = status_json(
+                session.orchestrator, session.orchestrator.reports(for_controller=True), sizes=False
+            )
             atomic_write(reports_path, _json_bytes(data))
         deadline = time.monotonic() + interval
         while not stopping and time.monotonic() < deadline:

@@ -13,6 +13,7 @@ from evesnap_core.handler_types import ProgressCallback
 from evesnap_core.orchestrator.content import ContentResolver
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.runtimes.loader import load_runtime
+from evesnap_core.settings import default_volume_format
 from evesnap_core.state.lock import check_persist, writer_lock
 from evesnap_core.state.persist_store import PersistStore
 
@@ -58,7 +59,7 @@ def open_session(
     orchestrator = Orchestrator(
         registry,
         load_runtime(runtime, persist),
-        ContentResolver(base_dir=base_dir or Path.cwd()),
+        ContentResolver(base_dir=base_dir or Path.cwd(), default_format=default_volume_format()),
         store=store,
         progress=progress,
         recover=write,

@@ -104,9 +104,12 @@ class ContentResolver:
         path = Path(raw)
         if not path.is_absolute():
             path = self.base_dir / path
-        if not path.is_file():
-            raise ConfigError(where, f"content file {path} does not exist")
-        return path.resolve()
+        try:
+            if not path.is_file():
+                raise ConfigError(where, f"content file {path} does not exist")
+            return path.resolve()
+        except OSError as exc:  # a name over 255 bytes, a loop of links: a bad URL, not a crash
+            raise ConfigError(where, f"content file {path} cannot be used ({exc.strerror})") from None
 
     def _verify(self, index: int, path: Path, expected: str) -> None:
         stat = path.stat()

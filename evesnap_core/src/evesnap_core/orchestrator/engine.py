@@ -23,22 +23,26 @@ reported on that app and never stops the others):
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import uuid as uuidlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Any
 from uuid import UUID
 
 from evesnap_core.backend import Backend
 from evesnap_core.crashpoints import crashpoint
 from evesnap_core.discovery import Registry
-from evesnap_core.errors import ConfigError, EvesnapError, NotFound
+from evesnap_core.durable import ensure_dir
+from evesnap_core.errors import ConfigError, EvesnapError, NotFound, RollbackBlocked
 from evesnap_core.handler_types import (
     Capability,
     LiveAttachment,
     ProgressCallback,
+    ReadOnlyExport,
     SnapshotInfo,
     VolumeHandle,
     VolumeSpec,
@@ -49,7 +53,9 @@ from evesnap_core.model.config import (
     SnapshotConfig,
     SnapshotDesc,
     SnapshotType,
+    UUIDandVersion,
     Volume,
+    VolumeRef,
 )
 from evesnap_core.model.info import (
     UsageInfo,
@@ -71,8 +77,10 @@ from evesnap_core.orchestrator.records import (
 )
 from evesnap_core.orchestrator.snapshot_plan import KnownSnapshot, plan_snapshots
 from evesnap_core.orchestrator.store import MemoryStore, OrchestratorStore
+from evesnap_core.orchestrator.tree import DeleteScope, children, descendants
 from evesnap_core.runtime_hookspecs import AppSpec
 from evesnap_core.runtimes.runtime import Runtime
+from evesnap_core.settings import default_runtime_dir
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +118,33 @@ def volume_keys(config: AppInstanceConfig) -> list[str]:
 
 def _counter(cmd: object) -> int:
     return int(getattr(cmd, "counter", 0) or 0)
+
+
+def _display_name(name: str) -> str:
+    """A display name is for people: one printable line, at most 256 characters."""
+    if len(name) > 256 or not all(c.isprintable() for c in name):
+        raise ValueError("a display name is one printable line of at most 256 characters")
+    return name
+
+
+@dataclass
+class DeleteOutcome:
+    """What a local delete did, snapshot by snapshot."""
+
+    deleted: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    """Waiting for the app to stop (its backends cannot delete live)."""
+    failed: dict[str, str] = field(default_factory=dict)
+    forgotten: dict[str, list[str]] = field(default_factory=dict)
+    """Metadata-only: the record is gone; these backend snapshots stay."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "deleted": self.deleted,
+            "pending": self.pending,
+            "failed": self.failed,
+            "forgotten": self.forgotten,
+        }
 
 
 class Orchestrator:
@@ -166,7 +201,15 @@ class Orchestrator:
             app = self.apps.get(UUID(str(intent["app"])))
             sid = str(intent["snapshot"])
             snap = app.snapshots.get(sid) if app else None
-            if intent["kind"] == "snapshot" and (snap is None or snap.state != "available"):
+            if intent["kind"] == "clone":
+                details = intent.get("details")
+                target = str(details.get("target", "")) if isinstance(details, dict) else ""
+                if not any(str(a) == target for a in self.apps):
+                    for made in [v for v in self.volumes.values() if v.clone_owner == target and target]:
+                        with contextlib.suppress(EvesnapError):
+                            self._destroy_volume(made)
+                    done.append(f"undid unfinished clone of snapshot {sid} of app {intent['app']}")
+            elif intent["kind"] == "snapshot" and (snap is None or snap.state != "available"):
                 keys = snap.volume_keys if snap else []
                 for key in keys:
                     volume = self.volumes.get(key)
@@ -196,7 +239,7 @@ class Orchestrator:
             record = self.apps.get(app.uuid) or AppRecord(uuid=app.uuid)
             self.apps[app.uuid] = record
             self._guard_app(record, partial(self._reconcile_app, record, app))
-        for gone in [u for u in self.apps if u not in wanted]:
+        for gone in [u for u, r in self.apps.items() if u not in wanted and r.origin != "clone"]:
             record = self.apps[gone]
             self._guard_app(record, partial(self._remove_app, record))
         self._release_unused_volumes()
@@ -242,7 +285,12 @@ class Orchestrator:
             record.snapshots[sid].state = "deleting"
             self.store.save_snapshot(record.snapshots[sid])
         for desc in plan.new_requests:
-            self._add_request(record, desc, "controller")
+            mine = record.snapshots.get(str(desc.id))
+            if mine is not None:  # an id the device already has: the controller adopts it
+                mine.origin = "controller"
+                self.store.save_snapshot(mine)
+            else:
+                self._add_request(record, desc, "controller")
         if plan.rollback_to:
             record.rollback_target = plan.rollback_to
         self.store.save_app(record)
@@ -350,7 +398,9 @@ class Orchestrator:
                 created=s.created or s.requested,
             )
             for s in record.snapshots.values()
-            if s.state != "deleting"
+            # the controller's list rules (deletion by omission, max_snapshots) govern the
+            # controller's snapshots only: local and scheduled ones follow the local policy
+            if s.state != "deleting" and s.origin == "controller"
         ]
 
     def _requested(self, record: AppRecord) -> list[SnapshotRecord]:
@@ -373,6 +423,15 @@ class Orchestrator:
         record.snapshots[snap.id] = snap
         self.store.save_snapshot(snap)
         return snap
+
+    def _detach_from_tree(self, record: AppRecord, snap: SnapshotRecord) -> None:
+        """Before a snapshot goes: its children and the app's current pointer move up to its parent."""
+        if record.current_snapshot == snap.id:
+            record.current_snapshot = snap.parent
+        for other in record.snapshots.values():
+            if other.parent == snap.id:
+                other.parent = snap.parent
+                self.store.save_snapshot(other)
 
     def _forget_snapshot(self, record: AppRecord, sid: str) -> None:
         record.snapshots.pop(sid, None)
@@ -459,6 +518,8 @@ class Orchestrator:
     ) -> None:
         intent = self.store.begin("delete", record.uuid, snap.id, {})
         crashpoint("delete.intent_recorded")
+        if snap.exports:
+            self._close_exports(snap)
         failures = []
         for key, part in list(snap.volumes.items()):
             handle = part.handle
@@ -476,18 +537,13 @@ class Orchestrator:
             self.store.save_snapshot(snap)
             self.store.commit(intent)
             return
-        if record.current_snapshot == snap.id:
-            record.current_snapshot = snap.parent
-        for other in record.snapshots.values():
-            if other.parent == snap.id:
-                other.parent = snap.parent
-                self.store.save_snapshot(other)
+        self._detach_from_tree(record, snap)
         self._forget_snapshot(record, snap.id)
         self.store.save_app(record)
         crashpoint("delete.recorded")
         self.store.commit(intent)
 
-    def _rollback(self, record: AppRecord, sid: str) -> None:
+    def _rollback(self, record: AppRecord, sid: str) -> list[str]:
         snap = record.snapshots.get(sid)
         assert record.config is not None
         if snap is None or snap.state != "available":
@@ -495,13 +551,18 @@ class Orchestrator:
             raise EvesnapError(f"rollback to snapshot {sid!r}: no such available snapshot")
         intent = self.store.begin("rollback", record.uuid, sid, {})
         crashpoint("rollback.intent_recorded")
+        destroyed: list[str] = []
         try:
+            blockers = self._rollback_blockers(snap)
+            if blockers and not record.rollback_destroy_newer:
+                raise RollbackBlocked(sid, blockers)
             if self.runtime.state(record.uuid) == "running":
                 self._stop(record)
                 crashpoint("rollback.app_stopped")
             for key, part in snap.volumes.items():
                 backend = self.registry.get(part.handle.backend)
-                result = backend.rollback(part.handle, sid)
+                result = backend.rollback(part.handle, sid, destroy_newer=record.rollback_destroy_newer)
+                destroyed += [d for d in result.destroyed if d not in destroyed]
                 crashpoint("rollback.volume_done")
                 if part.retired:  # the retained generation is a volume again
                     spec = VolumeSpec(
@@ -518,6 +579,7 @@ class Orchestrator:
         except EvesnapError as exc:
             snap.error = Problem(description=f"rollback failed: {exc}", time=self.clock())
             record.rollback_target = None
+            record.rollback_destroy_newer = False
             self.store.save_snapshot(snap)
             self.store.save_app(record)
             self.store.commit(intent)
@@ -527,17 +589,56 @@ class Orchestrator:
         record.rolled_back_from = record.config.version
         record.deployed = fixup_restored_config(restored, record.config)
         record.rollback_target = None
+        record.rollback_destroy_newer = False
         record.current_snapshot = sid
         snap.error = None
+        self._drop_destroyed(record, sid, destroyed)
         self.store.save_snapshot(snap)
         self.store.save_app(record)
         crashpoint("rollback.recorded")
         self.store.commit(intent)
+        return destroyed
+
+    def _rollback_blockers(self, snap: SnapshotRecord) -> list[str]:
+        """Newer snapshots a backend that rolls back only to its newest would destroy."""
+        blockers: list[str] = []
+        for part in snap.volumes.values():
+            backend = self.registry.get(part.handle.backend)
+            if backend.has(Capability.ROLLBACK_ANY):
+                continue
+            check = backend.rollback_check(part.handle, snap.id)
+            blockers += [b for b in check.blockers if b not in blockers]
+        return blockers
+
+    def _drop_destroyed(self, record: AppRecord, sid: str, destroyed: list[str]) -> None:
+        """Snapshots a rollback destroyed on some volume are gone as app snapshots:
+        what is left of them elsewhere goes too, and the app says so."""
+        for gone in destroyed:
+            victim = record.snapshots.get(gone)
+            if victim is None or gone == sid:
+                continue
+            for part in victim.volumes.values():
+                with contextlib.suppress(EvesnapError):
+                    self.registry.get(part.handle.backend).delete_snapshot(part.handle, gone)
+            self._detach_from_tree(record, victim)
+            self._forget_snapshot(record, gone)
+        if destroyed:
+            record.problems.append(
+                Problem(
+                    description=f"rollback to {sid} destroyed the newer snapshots {', '.join(destroyed)}",
+                    severity="warning",
+                    time=self.clock(),
+                )
+            )
 
     # ================================================================ local operations
 
     def snapshot_now(
-        self, app: UUID, snapshot_id: str | None = None, origin: SnapshotOrigin = "local"
+        self,
+        app: UUID,
+        snapshot_id: str | None = None,
+        origin: SnapshotOrigin = "local",
+        display_name: str = "",
     ) -> str:
         """Take an immediate snapshot outside the controller's list (a device-made id)."""
         record = self._app(app)
@@ -548,24 +649,280 @@ class Orchestrator:
         if str(desc.id) in record.snapshots:
             return str(desc.id)
         snap = self._add_request(record, desc, origin)
+        if display_name:
+            snap.display_name = _display_name(display_name)
+            self.store.save_snapshot(snap)
         self._converge(record)
         if snap.state != "available":
             raise EvesnapError(snap.error.description if snap.error else f"snapshot {snap.id} was not taken")
         return snap.id
 
-    def rollback_now(self, app: UUID, snapshot_id: str) -> None:
-        record = self._app(app)
-        record.rollback_target = snapshot_id
-        self._converge(record)
+    def rollback_now(self, app: UUID, snapshot_id: str, destroy_newer: bool = False) -> list[str]:
+        """Roll back at once; newer snapshots stay where every backend can keep them.
 
-    def delete_now(self, app: UUID, snapshot_id: str) -> None:
+        Returns the snapshots destroyed on the way, which happens only with
+        `destroy_newer` on a backend that rolls back only to its newest (ZFS).
+        """
         record = self._app(app)
-        snap = record.snapshots.get(snapshot_id)
-        if snap is None:
-            return
-        snap.state = "deleting"
-        self.store.save_snapshot(snap)
+        self._snapshot(record, snapshot_id)
+        record.rollback_target = snapshot_id
+        record.rollback_destroy_newer = destroy_newer
+        self.store.save_app(record)
+        destroyed = self._rollback(record, snapshot_id)
         self._converge(record)
+        return destroyed
+
+    def delete_now(
+        self, app: UUID, snapshot_id: str, scope: DeleteScope = "snapshot", force: bool = False
+    ) -> DeleteOutcome:
+        """Delete a snapshot, its descendants, both, or only evesnap's record of it.
+
+        A snapshot the controller lists is refused without `force`: the
+        controller deletes it by leaving it out of its list.
+        """
+        record = self._app(app)
+        snap = self._snapshot(record, snapshot_id)
+        below = descendants(record, snapshot_id)
+        targets = {
+            "snapshot": [snap],
+            "with-descendants": [*below, snap],
+            "descendants-only": below,
+            "metadata-only": [snap],
+        }[scope]
+        listed = self._controller_listed(record)
+        held = [t.id for t in targets if t.id in listed]
+        if held and not force:
+            raise EvesnapError(
+                f"snapshot {', '.join(held)} is in the controller's list: the controller deletes it by "
+                "leaving it out (or use --force, and the controller's next config takes it again)"
+            )
+        outcome = DeleteOutcome()
+        if scope == "metadata-only":
+            outcome.forgotten[snap.id] = [f"{key}: {part.info.name}" for key, part in snap.volumes.items()]
+            self._close_exports(snap)
+            self._detach_from_tree(record, snap)
+            self._forget_snapshot(record, snap.id)
+            self.store.save_app(record)
+            return outcome
+        for target in targets:
+            target.state = "deleting"
+            self.store.save_snapshot(target)
+        self._converge(record)
+        for target in targets:
+            now = record.snapshots.get(target.id)
+            if now is None:
+                outcome.deleted.append(target.id)
+            elif now.error is not None:
+                outcome.failed[target.id] = now.error.description
+            else:
+                outcome.pending.append(target.id)
+        return outcome
+
+    def rename_snapshot(self, app: UUID, snapshot_id: str, name: str) -> None:
+        """A display name for people; the id, which the controller knows, stays."""
+        record = self._app(app)
+        snap = self._snapshot(record, snapshot_id)
+        snap.display_name = _display_name(name)
+        self.store.save_snapshot(snap)
+
+    def describe_snapshot(self, app: UUID, snapshot_id: str) -> dict[str, Any]:
+        """Everything known about a snapshot: its record, its place in the tree, and
+        each volume's snapshot as its backend sees it now (or why it cannot say)."""
+        record = self._app(app)
+        snap = self._snapshot(record, snapshot_id)
+        data: dict[str, Any] = json.loads(snap.model_dump_json(exclude={"config_json"}))
+        data.update(
+            appName=record.name,
+            current=record.current_snapshot == snap.id,
+            children=[c.id for c in children(record, snap.id)],
+            descendants=[d.id for d in descendants(record, snap.id)],
+            config=json.loads(snap.config_json),
+        )
+        seen: dict[str, Any] = {}
+        for key, part in snap.volumes.items():
+            try:
+                infos = self.registry.get(part.handle.backend).list_snapshots(part.handle)
+                found = next((i for i in infos if i.snapshot_id == snap.id), None)
+                seen[key] = (
+                    json.loads(found.model_dump_json()) if found else {"error": "missing in the backend"}
+                )
+            except EvesnapError as exc:
+                seen[key] = {"error": str(exc)}
+        data["backendView"] = seen
+        return data
+
+    def open_snapshot(self, app: UUID, snapshot_id: str) -> dict[str, ReadOnlyExport]:
+        """Expose every volume of a snapshot read-only, all or none; open until closed."""
+        record = self._app(app)
+        snap = self._snapshot(record, snapshot_id, available=True)
+        if snap.exports:
+            return dict(snap.exports)
+        where = ensure_dir(default_runtime_dir() / "exports")
+        opened: dict[str, ReadOnlyExport] = {}
+        try:
+            for key, part in snap.volumes.items():
+                backend = self.registry.get(part.handle.backend)
+                opened[key] = backend.open_snapshot(part.handle, snap.id, str(where))
+        except EvesnapError:
+            for key, export in opened.items():
+                with contextlib.suppress(EvesnapError):
+                    self.registry.get(snap.volumes[key].handle.backend).close_snapshot(
+                        snap.volumes[key].handle, export
+                    )
+            raise
+        snap.exports = opened
+        self.store.save_snapshot(snap)
+        return dict(opened)
+
+    def close_snapshot(self, app: UUID, snapshot_id: str) -> None:
+        record = self._app(app)
+        snap = self._snapshot(record, snapshot_id)
+        self._close_exports(snap, strict=True)
+
+    def _close_exports(self, snap: SnapshotRecord, strict: bool = False) -> None:
+        failures = []
+        for key, export in list(snap.exports.items()):
+            part = snap.volumes.get(key)
+            try:
+                if part is not None:
+                    self.registry.get(part.handle.backend).close_snapshot(part.handle, export)
+            except EvesnapError as exc:
+                failures.append(f"{key}: {exc}")
+                continue
+            del snap.exports[key]
+        self.store.save_snapshot(snap)
+        if failures and strict:
+            raise EvesnapError("; ".join(failures))
+
+    def clone_app(self, app: UUID, snapshot_id: str, name: str, start: bool = True) -> UUID:
+        """A new app from a snapshot: its config under a new UUID, a clone of each
+        volume. All or nothing; the device's own (origin clone)."""
+        record = self._app(app)
+        snap = self._snapshot(record, snapshot_id, available=True)
+        new = uuidlib.uuid4()
+        intent = self.store.begin("clone", record.uuid, snap.id, {"target": str(new)})
+        made = self._clone_volumes(snap, f"{record.uuid}@{snap.id}", owner=str(new))
+        source = snap.app_config()
+        refs = {f"{r.uuid}#{r.generation_count}": r for r in source.volume_ref_list}
+        config = source.model_copy(
+            update={
+                "uuidandversion": UUIDandVersion(uuid=new, version=source.version),
+                "displayname": _display_name(name),
+                "activate": start,
+                "snapshot": None,
+                "volume_ref_list": [
+                    VolumeRef(
+                        uuid=v.spec.uuid,
+                        generation_count=v.spec.generation,
+                        mount_dir=refs[key].mount_dir if key in refs else "",
+                    )
+                    for key, v in made
+                ],
+            }
+        )
+        clone = AppRecord(
+            uuid=new,
+            name=config.displayname,
+            config=config,
+            origin="clone",
+            cloned_from=f"{record.uuid}@{snap.id}",
+        )
+        self.apps[new] = clone
+        self.store.save_app(clone)
+        crashpoint("clone.recorded")
+        self.store.commit(intent)
+        self._converge(clone)
+        return new
+
+    def clone_volumes(self, app: UUID, snapshot_id: str) -> list[VolumeRecord]:
+        """New volumes from a snapshot, for other uses; removed with remove_clone."""
+        record = self._app(app)
+        snap = self._snapshot(record, snapshot_id, available=True)
+        batch = uuidlib.uuid4().hex
+        intent = self.store.begin("clone", record.uuid, snap.id, {"target": batch})
+        made = self._clone_volumes(snap, f"{record.uuid}@{snap.id}", owner=batch)
+        self.store.commit(intent)
+        return [v for _, v in made]
+
+    def _clone_volumes(self, snap: SnapshotRecord, source: str, owner: str) -> list[tuple[str, VolumeRecord]]:
+        """Clone every volume of `snap`, in the app's order; on a failure the ones
+        made are destroyed again. Each is recorded as soon as it exists."""
+        made: list[tuple[str, VolumeRecord]] = []
+        try:
+            for key in snap.volume_keys or list(snap.volumes):
+                part = snap.volumes[key]
+                known = self.volumes.get(key)
+                spec = VolumeSpec(
+                    uuid=uuidlib.uuid4(),
+                    format=part.handle.format,
+                    size_bytes=known.spec.size_bytes if known else 0,
+                    display_name=f"clone of {key} at {snap.id}",
+                    backend=part.handle.backend,
+                )
+                handle = self.registry.get(part.handle.backend).clone(
+                    part.handle, snap.id, spec, self.progress
+                )
+                volume = VolumeRecord(
+                    spec=spec,
+                    handle=handle,
+                    origin="clone",
+                    cloned_from=f"{source}/{key}",
+                    clone_owner=owner,
+                    created=self.clock(),
+                )
+                self.volumes[spec.key] = volume
+                self.store.save_volume(volume)
+                made.append((key, volume))
+                crashpoint("clone.volume_done")
+        except EvesnapError:
+            for _, volume in reversed(made):
+                self._destroy_volume(volume)
+            raise
+        return made
+
+    def _destroy_volume(self, volume: VolumeRecord) -> None:
+        if volume.handle is not None:
+            self.registry.get(volume.handle.backend).destroy_volume(volume.handle)
+        self.volumes.pop(volume.key, None)
+        self.store.remove_volume(volume.key)
+
+    def app_volumes(self, record: AppRecord) -> list[VolumeRecord]:
+        config = record.deployed or record.config
+        keys = volume_keys(config) if config else []
+        return [self.volumes[k] for k in keys if k in self.volumes]
+
+    def remove_clone(self, target: UUID) -> str:
+        """Remove a cloned app (stopped, its snapshots and volumes deleted) or a cloned volume."""
+        record = self.apps.get(target)
+        if record is not None:
+            if record.origin != "clone":
+                raise EvesnapError(f"app {target} is the controller's: it goes when its config leaves it out")
+            volumes = self.app_volumes(record)
+            self._remove_app(record)
+            if target in self.apps:
+                raise EvesnapError(f"a snapshot of clone {target} could not be deleted (see evesnap status)")
+            for owned in volumes:
+                self._destroy_volume(owned)
+            return f"app {target} ({record.name}) and its {len(volumes)} volume(s)"
+        volume = next((v for v in self.volumes.values() if v.spec.uuid == target), None)
+        if volume is None or volume.origin != "clone":
+            raise NotFound(f"no clone {target} (clones are listed by 'evesnap status')")
+        users = [str(a.uuid) for a in self.apps.values() if volume in self.app_volumes(a)]
+        if users:
+            raise EvesnapError(f"volume {target} belongs to app {', '.join(users)}: remove that clone")
+        self._destroy_volume(volume)
+        return f"volume {target}"
+
+    def _controller_listed(self, record: AppRecord) -> set[str]:
+        snapshot = record.config.snapshot if record.config else None
+        return {str(d.id) for d in snapshot.snapshots} if snapshot else set()
+
+    def _snapshot(self, record: AppRecord, snapshot_id: str, available: bool = False) -> SnapshotRecord:
+        snap = record.snapshots.get(snapshot_id)
+        if snap is None or (available and snap.state != "available"):
+            what = "no available snapshot" if available else "no snapshot"
+            raise NotFound(f"{what} {snapshot_id} of app {record.name or record.uuid}")
+        return snap
 
     def _app(self, app: UUID) -> AppRecord:
         record = self.apps.get(app)
@@ -634,6 +991,7 @@ class Orchestrator:
         used: set[str] = set()
         for volume in self.device.volumes:
             used.add(f"{volume.uuid}#{volume.generation_count}")
+        used.update(k for k, v in self.volumes.items() if v.origin == "clone")
         for record in self.apps.values():
             for cfg in (record.config, record.deployed, record.restored):
                 if cfg is not None:
@@ -660,10 +1018,19 @@ class Orchestrator:
 
     # ================================================================ reports
 
-    def reports(self) -> Reports:
+    def reports(self, for_controller: bool = False) -> Reports:
+        """Apps and volumes; the controller's view leaves out clones, which are the device's own."""
         return Reports(
-            apps=[self.app_report(r) for r in self.apps.values() if r.config is not None],
-            volumes=[self.volume_report(v) for v in self.volumes.values()],
+            apps=[
+                self.app_report(r)
+                for r in self.apps.values()
+                if r.config is not None and not (for_controller and r.origin == "clone")
+            ],
+            volumes=[
+                self.volume_report(v)
+                for v in self.volumes.values()
+                if not (for_controller and v.origin == "clone")
+            ],
         )
 
     def app_report(self, record: AppRecord) -> ZInfoApp:

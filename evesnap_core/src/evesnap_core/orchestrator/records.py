@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evesnap_core.handler_types import SnapshotInfo, VolumeHandle, VolumeSpec
+from evesnap_core.handler_types import ReadOnlyExport, SnapshotInfo, VolumeHandle, VolumeSpec
 from evesnap_core.model.config import AppInstanceConfig, SnapshotType
 from evesnap_core.model.info import ErrorInfo, Severity
 
@@ -60,6 +60,11 @@ class VolumeRecord(BaseModel):
     state: VolumeState = "ready"
     error: Problem | None = None
     created: datetime = Field(default_factory=utcnow)
+    origin: Literal["controller", "clone"] = "controller"
+    cloned_from: str | None = None
+    """For a clone: ``<app uuid>@<snapshot id>/<volume key>``."""
+    clone_owner: str | None = None
+    """The cloned app, or the batch of cloned volumes, this volume was made for."""
 
     @property
     def key(self) -> str:
@@ -101,6 +106,8 @@ class SnapshotRecord(BaseModel):
     parent: str | None = None
     display_name: str = ""
     error: Problem | None = None
+    exports: dict[str, ReadOnlyExport] = Field(default_factory=dict)
+    """Volumes exposed read-only (evesnap snapshot open), until closed."""
 
     @classmethod
     def of_config(cls, config: AppInstanceConfig, **fields: object) -> SnapshotRecord:
@@ -131,6 +138,13 @@ class AppRecord(BaseModel):
     version is not applied again until the controller sends another one."""
     rollback_target: str | None = None
     """A rollback asked for and not finished (survives a restart)."""
+    rollback_destroy_newer: bool = False
+    """That rollback may destroy snapshots newer than its target where a backend
+    rolls back only to its newest (ZFS)."""
+    origin: Literal["controller", "clone"] = "controller"
+    """A clone is the device's own: never reported to, nor removed by, the controller."""
+    cloned_from: str | None = None
+    """For a clone: ``<app uuid>@<snapshot id>``."""
     last_rollback_counter: int | None = None
     current_snapshot: str | None = None
     snapshots: dict[str, SnapshotRecord] = Field(default_factory=dict)

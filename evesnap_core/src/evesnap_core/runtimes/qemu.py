@@ -29,22 +29,10 @@ from evesnap_core.errors import AppRuntimeError, CommandFailed
 from evesnap_core.handler_types import LiveAttachment, VolumeHandle
 from evesnap_core.process import run
 from evesnap_core.runtime_hookspecs import AppRunState, AppSpec, runtime_hookimpl
+from evesnap_core.settings import RUNTIME_DIR_ENV, default_runtime_dir
 
 QEMU = "qemu-system-x86_64"
 START_TIMEOUT = 60.0
-RUNTIME_DIR_ENV = "EVESNAP_RUNTIME_DIR"
-
-
-def default_runtime_dir() -> Path:
-    """Where QMP sockets live: a unix socket path must stay under 108 bytes, so not
-    under an arbitrarily deep persist folder."""
-    env = os.environ.get(RUNTIME_DIR_ENV)
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/run/evesnap")
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(xdg) / "evesnap" if xdg else Path(f"/tmp/evesnap-{os.geteuid()}")  # noqa: S108
 
 
 class _Started(BaseModel):

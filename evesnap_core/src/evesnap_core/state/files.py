@@ -22,6 +22,7 @@ from uuid import UUID
 
 from pydantic import Field
 
+from evesnap_core.handler_types import ReadOnlyExport
 from evesnap_core.model.config import DeviceConfig, SnapshotType
 from evesnap_core.orchestrator.records import (
     AppRecord,
@@ -55,6 +56,8 @@ class SnapshotInstanceStatus(StoredFile):
     time_created: datetime | None = Field(None, alias="TimeCreated")
     parent: str | None = Field(None, alias="Parent")
     error: Problem | None = Field(None, alias="Error")
+    exports: dict[str, ReadOnlyExport] = Field(default_factory=dict, alias="Exports")
+    """Volumes exposed read-only until closed (evesnap snapshot open)."""
 
 
 class VolumeSnapshotMeta(StoredModel):

@@ -196,6 +196,7 @@ class PersistStore:
             created=s.time_created,
             parent=s.parent,
             error=s.error,
+            exports=s.exports,
             config_id=c.config_id,
             config_version=s.config_version,
             config_json=json.dumps(c.config, separators=(",", ":"), ensure_ascii=False),
@@ -447,6 +448,7 @@ def snapshot_files(snapshot: SnapshotRecord) -> dict[str, StoredFile]:
             time_created=snapshot.created,
             parent=snapshot.parent,
             error=snapshot.error,
+            exports=snapshot.exports,
         ),
     }
 

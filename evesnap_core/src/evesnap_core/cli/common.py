@@ -1,0 +1,49 @@
+"""What the operator's commands share: opening a session, naming an app or a
+snapshot, and the exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from evesnap_core.cli.output import fail
+from evesnap_core.cli.progress import terminal_progress
+from evesnap_core.cli.session import Session, open_session
+from evesnap_core.errors import ConfigError, LockHeld
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_LOCKED = 4
+
+
+def session_or_fail(
+    obj: Any, base_dir: Path | None = None, as_json: bool = True, write: bool = True
+) -> Session:
+    """A session, or exit 2 (bad setting) or 4 (another agent holds the persist folder)."""
+    try:
+        return open_session(obj.persist, obj.runtime, base_dir, terminal_progress(as_json), write=write)
+    except ConfigError as exc:
+        fail(str(exc), "see 'evesnap --help'", EXIT_INVALID)
+        raise  # unreachable
+    except LockHeld as exc:
+        fail(str(exc), "stop it, or use another --persist", EXIT_LOCKED)
+        raise
+
+
+def app_or_fail(session: Session, app: str) -> UUID:
+    try:
+        return session.app_uuid(app)
+    except ConfigError as exc:
+        fail(str(exc), "run 'evesnap status' to list apps", EXIT_INVALID)
+        raise
+
+
+def snapshot_id_or_fail(value: str, field: str) -> str:
+    """A snapshot id is a UUID (the controller's and evesnap's own); anything else
+    is refused naming the argument, before it reaches any backend."""
+    try:
+        return str(UUID(value))
+    except ValueError:
+        fail(f"{field}: not a snapshot UUID: {value!r}", "run 'evesnap snapshot list APP'", EXIT_INVALID)
+        raise
