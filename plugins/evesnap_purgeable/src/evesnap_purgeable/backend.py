@@ -54,6 +54,7 @@ from evesnap_core import (
     hookimpl,
 )
 from evesnap_core.backend import Backend
+from evesnap_core.crashpoints import crashpoint
 from evesnap_core.durable import durable_unlink, ensure_dir, fsync_dir
 from evesnap_purgeable import content, copying
 from evesnap_purgeable.store import Mode, Retained, RetainedStore
@@ -63,6 +64,32 @@ PLUGIN_API_VERSION = 1
 FORMATS = ("qcow2", "raw")
 FORMAT_PEERS = {"qcow2": "qcow2"}
 """Formats whose volume work is handed to another backend."""
+CRASH_POINTS = (
+    "purgeable.snapshot.moved",
+    "purgeable.snapshot.copy_written",
+    "purgeable.snapshot.copied",
+    "purgeable.snapshot.recorded",
+    "purgeable.rollback.copy_written",
+    "purgeable.rollback.copied",
+    "purgeable.delete.data_removed",
+    "purgeable.delete.record_removed",
+)
+"""The step boundaries inside this backend (``evesnap_core.crashpoints``):
+
+- ``snapshot.moved``: a retiring generation's file moved into the store, no
+  record yet;
+- ``snapshot.copy_written``: an immediate snapshot's copy (reflink or full)
+  whole beside the live file, not yet in the store;
+- ``snapshot.copied``: the copy in the store, no record yet;
+- ``snapshot.recorded``: the record written, the generation's ``current`` not
+  yet (nor, for a retired qcow2 generation, the qcow2 backend's notes dropped);
+- ``rollback.copy_written``: the retained bytes copied beside the live file,
+  which is still the old one;
+- ``rollback.copied``: the live file replaced, ``current`` not yet moved;
+- ``delete.data_removed``: the retained bytes gone, the record still there;
+- ``delete.record_removed``: the record gone, the generation's folder not yet
+  pruned.
+"""
 
 
 class PurgeableBackend:
@@ -279,6 +306,7 @@ class PurgeableBackend:
                 raise VolumeNotFound(volume.key, f"{live} does not exist")
             durable_unlink(data)  # bytes without a record are never trusted
             mode = self._move(live, data) if retiring else self._copy(live, data, progress)
+            crashpoint("purgeable.snapshot.moved" if retiring else "purgeable.snapshot.copied")
         record = Retained(
             snapshot_id=snapshot_id,
             volume=volume.uuid,
@@ -290,6 +318,7 @@ class PurgeableBackend:
             size_bytes=copying.allocated(data),
         )
         self.store.save(record)
+        crashpoint("purgeable.snapshot.recorded")
         self.store.set_current(volume.uuid, volume.generation, snapshot_id)
         if mode == "kept":
             self._drop_format_notes(volume)
@@ -315,6 +344,7 @@ class PurgeableBackend:
         tmp = live.with_name(f".{live.name}.snapshot.partial")
         durable_unlink(tmp)
         mode = copying.copy(live, tmp, progress)
+        crashpoint("purgeable.snapshot.copy_written")
         try:
             ensure_dir(data.parent)
             copying.publish(tmp, data)
@@ -357,7 +387,8 @@ class PurgeableBackend:
             raise SnapshotNotFound(snapshot_id, f"{record.key} (its retained file is missing)")
         live = self._live_path(record.volume, record.generation, record.format)
         ensure_dir(live.parent)
-        mode = copying.copy_to(data, live)
+        mode = copying.copy_to(data, live, point="purgeable.rollback.copy_written")
+        crashpoint("purgeable.rollback.copied")
         self.store.set_current(record.volume, record.generation, snapshot_id)
         self.log.info("rollback of %s to %r: %s is live (%s)", volume.key, snapshot_id, record.key, mode)
         return RollbackResult(snapshot_id=snapshot_id, live_generation=record.generation)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from evesnap_core import NoSpace, ProgressCallback
+from evesnap_core.crashpoints import crashpoint
 from evesnap_core.durable import fsync_dir
 
 FICLONE = 0x40049409
@@ -108,14 +109,18 @@ def _sparse_copy(src: Path, dst: Path, total: int, progress: ProgressCallback | 
         progress(total, total)
 
 
-def copy_to(src: Path, dst: Path, progress: ProgressCallback | None = None) -> Literal["reflink", "copy"]:
+def copy_to(
+    src: Path, dst: Path, progress: ProgressCallback | None = None, point: str = ""
+) -> Literal["reflink", "copy"]:
     """Copy `src` over `dst` through a temporary name, so that `dst` is whole or
     untouched: a crash mid-copy leaves only the temporary, which the next call
-    removes."""
+    removes. `point` names the crash point between the copy and the rename."""
     tmp = dst.with_name(f".{dst.name}.partial")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     mode = copy(src, tmp, progress)
+    if point:
+        crashpoint(point)
     publish(tmp, dst)
     return mode
 

@@ -26,6 +26,7 @@ from uuid import UUID
 from pydantic import BaseModel, NonNegativeInt, ValidationError
 
 from evesnap_core import AlreadyExists
+from evesnap_core.crashpoints import crashpoint
 from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir, fsync_dir
 
 Mode = Literal["kept", "reflink", "copy"]
@@ -147,7 +148,9 @@ class RetainedStore:
         # bytes first: a crash in between leaves a record a retried delete finds,
         # never bytes nothing points at
         durable_unlink(self.data_of(record))
+        crashpoint("purgeable.delete.data_removed")
         durable_unlink(self.record_path(record.volume, record.generation, record.snapshot_id))
+        crashpoint("purgeable.delete.record_removed")
         self.prune_folder(self.folder(record.volume, record.generation))
 
     def prune_folder(self, folder: Path) -> None:

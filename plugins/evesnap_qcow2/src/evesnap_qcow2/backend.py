@@ -40,6 +40,7 @@ from evesnap_core import (
     VolumeSpec,
     hookimpl,
 )
+from evesnap_core.crashpoints import crashpoint
 from evesnap_core.durable import ensure_dir, fsync_dir
 from evesnap_qcow2 import exports, header, live, naming, qemu_img, sidecar
 from evesnap_qcow2.sidecar import ExportRecord, TagRecord
@@ -47,6 +48,29 @@ from evesnap_qcow2.sidecar import ExportRecord, TagRecord
 NAME = "qcow2"
 PLUGIN_API_VERSION = 1
 LOCK_TIMEOUT = 120.0
+CRASH_POINTS = (
+    "qcow2.snapshot.sidecar_recorded",
+    "qcow2.snapshot.tag_made",
+    "qcow2.snapshot.live_done",
+    "qcow2.rollback.applied",
+    "qcow2.rollback.recorded",
+    "qcow2.delete.tag_deleted",
+    "qcow2.delete.recorded",
+)
+"""The step boundaries inside this backend (``evesnap_core.crashpoints``):
+
+- ``snapshot.sidecar_recorded``: every image's sidecar names the new tag and
+  none has it yet (offline and live);
+- ``snapshot.tag_made``: after each ``qemu-img snapshot -c`` (offline; with
+  two images, the first has its tag and the second not);
+- ``snapshot.live_done``: after the QMP transaction, every tag made;
+- ``rollback.applied``: after ``qemu-img snapshot -a``, the sidecar's new
+  ``current`` written or not (it is flushed while qemu-img runs);
+- ``rollback.recorded``: both done, the lock still held;
+- ``delete.tag_deleted``: after ``qemu-img snapshot -d`` (or its QMP
+  command), the sidecar written or not;
+- ``delete.recorded``: both done.
+"""
 CAPABILITIES = frozenset(
     {
         Capability.CREATE_VOLUME,
@@ -310,7 +334,7 @@ class Qcow2Backend:
                 image = images[volume.key]
                 self._require_image(image)
                 tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
-                state = states[volume.key] = sidecar.load(image)
+                state = states[volume.key] = self._settled(image, sidecar.load(image))
                 if self._find(image, tag) is not None:
                     if state.readable and tag not in state.tags:
                         raise AlreadyExists(f"{image.name} has a snapshot {tag} that evesnap did not make")
@@ -320,6 +344,8 @@ class Qcow2Backend:
                     state.current = snapshot_id
                     sidecar.save(image, state)  # recorded before it exists: a crash leaves no unknown tag
                     todo.append((volume, tag))
+            if todo:
+                crashpoint("qcow2.snapshot.sidecar_recorded")
             try:
                 self._create_all(todo, images)
             except BaseException:
@@ -341,6 +367,24 @@ class Qcow2Backend:
                 infos.append(self._info(volume, entry, states[volume.key].tags.get(tag), snapshot_id))
             return infos
 
+    def _settled(self, image: Path, state: sidecar.Sidecar) -> sidecar.Sidecar:
+        """`state` without the tags the image does not have (under the image's lock).
+
+        A create records its tag before making it; a crash in between (or a
+        failure whose cleanup died with the process) leaves a record of a tag
+        that does not exist, and `current` naming it. Such a record is dropped
+        as if the snapshot had been deleted, so the next snapshot's parent is a
+        real one (never itself, on a retry of the same id)."""
+        have = {e.name for e in header.read_snapshot_table(image)}
+        stale = [(t, r.snapshot_id) for t, r in state.tags.items() if t not in have]
+        if not stale:
+            return state
+        for tag, snapshot_id in stale:
+            state = _forget(state, tag, snapshot_id)
+        sidecar.save(image, state)
+        self.log.info("%s: dropped the record of %d snapshot(s) never made", image.name, len(stale))
+        return state
+
     def _create_all(self, todo: list[tuple[VolumeHandle, str]], images: dict[str, Path]) -> None:
         attached = [(v, t) for v, t in todo if v.attachment is not None]
         offline = [(v, t) for v, t in todo if v.attachment is None]
@@ -349,9 +393,11 @@ class Qcow2Backend:
             if attached:
                 live.snapshot_group(attached)
                 made.extend(attached)
+                crashpoint("qcow2.snapshot.live_done")
             for volume, tag in offline:
                 qemu_img.snapshot("-c", images[volume.key], tag)
                 made.append((volume, tag))
+                crashpoint("qcow2.snapshot.tag_made")
         except BaseException:
             for volume, tag in reversed(made):
                 with contextlib.suppress(EvesnapError):
@@ -408,7 +454,10 @@ class Qcow2Backend:
             image, tag = self._tag_of(volume, snapshot_id)
             state = sidecar.load(image)
             after = state.model_copy(update={"current": snapshot_id})
-            sidecar.save_during(image, state, after, lambda: qemu_img.snapshot("-a", image, tag))
+            sidecar.save_during(
+                image, state, after, lambda: qemu_img.snapshot("-a", image, tag), "qcow2.rollback.applied"
+            )
+            crashpoint("qcow2.rollback.recorded")
         return RollbackResult(snapshot_id=snapshot_id, live_generation=volume.generation)
 
     @hookimpl
@@ -426,7 +475,14 @@ class Qcow2Backend:
             if self._find(image, tag) is None:
                 sidecar.save(image, after)
             else:
-                sidecar.save_during(image, state, after, lambda: self._delete_tag(volume, image, tag))
+                sidecar.save_during(
+                    image,
+                    state,
+                    after,
+                    lambda: self._delete_tag(volume, image, tag),
+                    "qcow2.delete.tag_deleted",
+                )
+            crashpoint("qcow2.delete.recorded")
 
     # ================================================================ clones and exports
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
+from evesnap_core.crashpoints import crashpoint
 from evesnap_core.durable import atomic_write, durable_unlink
 from evesnap_core.errors import NoSpace
 
@@ -110,14 +111,17 @@ def save(image: Path, sidecar: Sidecar) -> None:
     _append(path, b"\n" + line + b"\n")
 
 
-def save_during(image: Path, before: Sidecar, after: Sidecar, work: Callable[[], None]) -> None:
+def save_during(
+    image: Path, before: Sidecar, after: Sidecar, work: Callable[[], None], point: str = ""
+) -> None:
     """Record `after` while `work` (a qemu-img call) runs, for rollback and delete.
 
     The flush then overlaps the several milliseconds qemu-img needs, instead of
     adding to them. The record may land first, so it states the intent; if
     `work` fails, `before` is recorded again and the error raised. (Not for
     create: there the record must be durable BEFORE the snapshot exists, or a
-    crash could leave a hashed tag nobody can name.)"""
+    crash could leave a hashed tag nobody can name.) `point` names the crash
+    point right after `work`, while the record may or may not have landed."""
     errors: list[BaseException] = []
 
     def flush() -> None:
@@ -134,6 +138,8 @@ def save_during(image: Path, before: Sidecar, after: Sidecar, work: Callable[[],
         writer.join()
         save(image, before)
         raise
+    if point:
+        crashpoint(point)
     writer.join()
     if errors:  # qemu-img did its part: one more try to record it, else the error
         save(image, after)
