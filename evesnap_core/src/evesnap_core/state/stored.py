@@ -10,15 +10,24 @@ downgrade followed by an upgrade loses nothing.
 Every file carries ``SchemaVersion``. Files of an older version are brought
 up to date by the file type's migrations before they are checked; a newer
 version loads what this evesnap knows, with a warning.
+
+Reading has two paths that give the same result. The fast one validates the
+bytes with pydantic-core's JSON parser and then checks, on the validated
+value, that the file is exactly what this evesnap writes: the current schema,
+every field present (recursively into stored structures) and no unknown one.
+Anything else (a parse or validation error, an older or newer schema, a
+missing optional or an unknown field) is read again by the detailed path,
+which walks the fields and says what is missing, tolerated or wrong.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -46,7 +55,8 @@ class StoredFile(StoredModel):
     MIGRATIONS: ClassVar[Mapping[int, Migration]] = {}
     """Version N -> a function that turns a version-N document into version N+1."""
 
-    schema_version: int = Field(alias="SchemaVersion")
+    schema_version: int = Field(alias="SchemaVersion", strict=True)
+    """Strict: ``true``, ``1.0`` or ``"1"`` is not a schema version (the fast path relies on it)."""
 
     def dump(self) -> bytes:
         """The file's bytes: stable key order, so an unchanged record writes the same bytes."""
@@ -75,7 +85,40 @@ def read_stored(model: type[F], path: Path) -> Loaded[F]:
     return parse_stored(model, raw, str(path))
 
 
-def parse_stored(model: type[F], raw: bytes | str, where: str) -> Loaded[F]:
+def parse_stored(model: type[F], raw: bytes | str, where: str, fast: bool = True) -> Loaded[F]:
+    """Parse `raw` as `model`; `fast=False` always takes the detailed path (same result)."""
+    if fast:
+        try:
+            value = model.model_validate_json(raw)
+        except (ValidationError, ValueError, RecursionError):
+            pass
+        else:
+            if value.schema_version == model.SCHEMA and _complete(value, _plan(model)):
+                return Loaded(value, [])
+    return _parse_detailed(model, raw, where)
+
+
+def _complete(value: StoredModel, plan: _Plan) -> bool:
+    """Every field of `value` given and none unknown, recursively into stored structures."""
+    if value.__pydantic_extra__ or len(value.__pydantic_fields_set__) != plan.count:
+        return False
+    for name, kind, inner in plan.nested:
+        item = getattr(value, name)
+        items: Iterable[Any]
+        if kind == "one":
+            items = (item,)
+        elif kind == "list":
+            items = item if isinstance(item, list) else ()
+        else:
+            items = item.values() if isinstance(item, dict) else ()
+        sub = _plan(inner)
+        for one in items:
+            if isinstance(one, StoredModel) and not _complete(one, sub):
+                return False
+    return True
+
+
+def _parse_detailed(model: type[F], raw: bytes | str, where: str) -> Loaded[F]:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -122,24 +165,62 @@ def _upgrade(
     return data
 
 
+@dataclass(frozen=True)
+class _Field:
+    key: str
+    """The name on disk (the alias)."""
+    name: str
+    required: bool
+    nested: tuple[str, type[StoredModel]] | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the reader needs to know of a model, worked out once per class."""
+
+    fields: tuple[_Field, ...]
+    known: frozenset[str]
+    """Both names of every field."""
+    stored: bool
+    """Unknown fields are warned about (a stored structure)."""
+    count: int
+    nested: tuple[tuple[str, str, type[StoredModel]], ...]
+    """(attribute, "one" | "list" | "dict", model) of the fields holding stored structures."""
+
+
+@functools.cache
+def _plan(model: type[BaseModel]) -> _Plan:
+    fields = []
+    for name, info in model.model_fields.items():
+        fields.append(_Field(info.alias or name, name, info.is_required(), _stored_type(info.annotation)))
+    return _Plan(
+        fields=tuple(fields),
+        known=frozenset(n for f in fields for n in (f.key, f.name)),
+        stored=issubclass(model, StoredModel),
+        count=len(fields),
+        nested=tuple((f.name, *f.nested) for f in fields if f.nested is not None),
+    )
+
+
 def _check_fields(
     model: type[BaseModel], data: Mapping[str, Any], prefix: str, where: str, warnings: list[str]
 ) -> None:
     """Mandatory fields present (recursively into stored structures), the rest warned about."""
-    known: set[str] = set()
-    for name, info in model.model_fields.items():
-        key = info.alias or name
-        known.update((key, name))
-        if key not in data and name not in data:
-            if info.is_required():
+    plan = _plan(model)
+    for f in plan.fields:
+        key = f.key
+        if key in data:
+            value = data[key]
+        elif f.name in data:
+            value = data[f.name]
+        else:
+            if f.required:
                 raise StateError(where, f"Critical field {prefix}{key} missing in stored data")
             warnings.append(f"optional field {prefix}{key} missing in {where}: using its default")
             continue
-        value = data[key] if key in data else data[name]
-        nested = _stored_type(info.annotation)
-        if nested is None:
+        if f.nested is None:
             continue
-        kind, inner = nested
+        kind, inner = f.nested
         if kind == "one" and isinstance(value, Mapping):
             _check_fields(inner, value, f"{prefix}{key}.", where, warnings)
         elif kind == "list" and isinstance(value, list):
@@ -150,8 +231,8 @@ def _check_fields(
             for k, item in value.items():
                 if isinstance(item, Mapping):
                     _check_fields(inner, item, f"{prefix}{key}[{k}].", where, warnings)
-    if issubclass(model, StoredModel):
-        for extra in sorted(set(data) - known):
+    if plan.stored:
+        for extra in sorted(set(data) - plan.known):
             warnings.append(f"unknown field {prefix}{extra} in {where}: kept as it is")
 
 
