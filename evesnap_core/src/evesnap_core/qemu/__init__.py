@@ -6,7 +6,7 @@ benchmarks and conformance harnesses use the launcher to have a real QEMU
 hold real images and to prove from a second monitor that a guest never paused.
 """
 
-from evesnap_core.qemu.qmp_client import QmpClient, QmpEvent, QmpTimeout, RunStatus
+from evesnap_core.qemu.qmp_client import QmpClient, QmpDisconnected, QmpEvent, QmpTimeout, RunStatus
 from evesnap_core.qemu.vm import Disk, QemuProcess
 
-__all__ = ["Disk", "QemuProcess", "QmpClient", "QmpEvent", "QmpTimeout", "RunStatus"]
+__all__ = ["Disk", "QemuProcess", "QmpClient", "QmpDisconnected", "QmpEvent", "QmpTimeout", "RunStatus"]

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
-from qemu.qmp import ExecuteError, QMPClient, QMPError
+from qemu.qmp import ConnectError, ExecInterruptedError, ExecuteError, QMPClient, QMPError, StateError
 
 from evesnap_core.qmp import QmpError
 
@@ -36,8 +37,26 @@ HMP_FAILURE_MARKS = ("Error:", "failed", "Permission conflict")
 """How HMP (and qemu-io inside it) says a command failed: in its output text."""
 
 
+class _RaisedInstead(logging.Filter):
+    """qemu.qmp logs a failure at ERROR and then raises it; every failure here is
+    raised as a typed QmpError, so the log line only doubles the message (and
+    breaks a CLI's one-line error). Debug records still pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
+_RAISED_INSTEAD = _RaisedInstead()
+
+
 class QmpTimeout(QmpError):
     """QEMU did not answer in time (busy monitor, hung QEMU)."""
+
+
+class QmpDisconnected(QmpError):
+    """QEMU is gone: its monitor refused the connection, or closed it before
+    answering (the process died or quit). Whether a command sent just before
+    took effect is unknown: look at what it would have changed."""
 
 
 class QmpEvent(BaseModel):
@@ -75,6 +94,7 @@ class QmpClient:
         self.command_timeout = command_timeout
         self._loop = asyncio.new_event_loop()
         self._client = QMPClient(f"evesnap:{socket.name}")
+        self._client.logger.addFilter(_RAISED_INSTEAD)  # one filter object: never added twice
         self._seen: list[QmpEvent] = []
 
     # ------------------------------------------------------------ connection
@@ -95,6 +115,15 @@ class QmpClient:
             raise QmpTimeout(str(self.socket), what, f"no answer within {timeout:g} s") from None
         except ExecuteError as exc:
             raise QmpError(str(self.socket), what, f"{exc.error_class}: {exc}") from exc
+        except (
+            ExecInterruptedError,
+            ConnectError,
+            StateError,
+            EOFError,
+            ConnectionError,
+            FileNotFoundError,
+        ) as exc:
+            raise QmpDisconnected(str(self.socket), what, f"{type(exc).__name__}: {exc}") from exc
         except (QMPError, OSError) as exc:
             raise QmpError(str(self.socket), what, f"{type(exc).__name__}: {exc}") from exc
 
