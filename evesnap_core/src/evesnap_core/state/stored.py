@@ -87,7 +87,7 @@ def read_stored(model: type[F], path: Path) -> Loaded[F]:
 
 def parse_stored(model: type[F], raw: bytes | str, where: str, fast: bool = True) -> Loaded[F]:
     """Parse `raw` as `model`; `fast=False` always takes the detailed path (same result)."""
-    if fast:
+    if fast and _plain(raw):
         try:
             value = model.model_validate_json(raw)
         except (ValidationError, ValueError, RecursionError):
@@ -96,6 +96,14 @@ def parse_stored(model: type[F], raw: bytes | str, where: str, fast: bool = True
             if value.schema_version == model.SCHEMA and _complete(value, _plan(model)):
                 return Loaded(value, [])
     return _parse_detailed(model, raw, where)
+
+
+def _plain(raw: bytes | str) -> bool:
+    """No ``schema_version`` (the Python name, which the detailed path does not take for
+    SchemaVersion) and no ``\\u`` escape that could spell it: what evesnap writes."""
+    if isinstance(raw, str):
+        return "schema_version" not in raw and "\\u" not in raw
+    return b"schema_version" not in raw and b"\\u" not in raw
 
 
 def _complete(value: StoredModel, plan: _Plan) -> bool:

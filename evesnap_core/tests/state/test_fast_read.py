@@ -1,0 +1,278 @@
+"""The reader's fast path (pydantic-core on the bytes) and its detailed path (the
+field walk) give the same value, the same warnings and the same error, for
+files as evesnap writes them and for files that differ: a field dropped, an
+unknown one added, a field under its Python name, a null, another schema
+version. The fast path is only taken for a file exactly as evesnap writes it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import Field
+
+from evesnap_core.errors import StateError
+from evesnap_core.handler_types import ReadOnlyExport, SnapshotInfo, VolumeHandle, VolumeSpec
+from evesnap_core.model.config import AppInstanceConfig, DeviceConfig, SnapshotType
+from evesnap_core.orchestrator.records import AppRecord, Problem, SnapshotRecord, VolumeRecord, VolumeSnapshot
+from evesnap_core.state import persist_store, stored
+from evesnap_core.state.files import (
+    APP_CONFIG,
+    SNAPSHOT_STATUS,
+    VOLUMES_STATUS,
+    AppState,
+    DeviceState,
+    Intent,
+    QuarantineNote,
+    SnapshotInstanceStatus,
+    VolumeState,
+)
+from evesnap_core.state.persist_store import PersistStore, snapshot_files
+from evesnap_core.state.stored import StoredFile, StoredModel, parse_stored
+
+APP = UUID("6a0b3b4e-6a7e-4c3f-9d5a-1f2e3d4c5b6a")
+VOLUME = UUID("0f0e0d0c-0b0a-4908-8706-050403020100")
+WHEN = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def app_config() -> AppInstanceConfig:
+    return AppInstanceConfig.model_validate(
+        {
+            "uuidandversion": {"uuid": str(APP), "version": "3"},
+            "displayname": "db",
+            "volumeRefList": [{"uuid": str(VOLUME), "generationCount": "1"}],
+            "futureThing": {"kept": True, "n": 1.5},
+        }
+    )
+
+
+def snapshot(sid: str = "s1") -> SnapshotRecord:
+    handle = VolumeHandle(uuid=VOLUME, generation=1, backend="qcow2", format="qcow2", location="/v/x.qcow2")
+    info = SnapshotInfo(snapshot_id=sid, name=f"tag-{sid}", volume=VOLUME, generation=1, created=WHEN)
+    return SnapshotRecord.of_config(
+        app_config(),
+        id=sid,
+        app=APP,
+        type=SnapshotType.SNAPSHOT_TYPE_APP_UPDATE,
+        state="available",
+        requested=WHEN,
+        created=WHEN,
+        parent="s0",
+        display_name="before upgrade",
+        error=Problem(description="slow", time=WHEN, severity="warning"),
+        exports={"e1": ReadOnlyExport(export_id="e1", kind="path", path=Path("/run/x"))},
+        volume_keys=[f"{VOLUME}#1"],
+        volumes={f"{VOLUME}#1": VolumeSnapshot(handle=handle, info=info)},
+    )
+
+
+class Item(StoredModel):
+    name: str = Field(alias="Name")
+    size: int = Field(0, alias="Size")
+    tags: list[str] = Field(default_factory=list, alias="Tags")
+
+
+class Listing(StoredFile):
+    items: list[Item] = Field(alias="Items")
+    by_name: dict[str, Item] = Field(default_factory=dict, alias="ByName")
+    first: Item | None = Field(None, alias="First")
+
+
+def documents() -> list[tuple[type[StoredFile], dict[str, Any]]]:
+    """One file of each kind, as evesnap writes it."""
+    files = snapshot_files(snapshot())
+    record = AppRecord(
+        uuid=APP, name="db", config=app_config(), last_rollback_counter=4, current_snapshot="s1"
+    )
+    volume = VolumeRecord(spec=VolumeSpec(uuid=VOLUME, generation=1, size_bytes=1 << 20), created=WHEN)
+    values: list[StoredFile] = [
+        files[SNAPSHOT_STATUS],
+        files[VOLUMES_STATUS],
+        files[APP_CONFIG],
+        AppState(schema_version=1, app_instance_id=APP, app=record),
+        VolumeState(schema_version=1, volume=volume),
+        DeviceState(schema_version=1, config=DeviceConfig()),
+        Intent(schema_version=1, kind="snapshot", app_instance_id=APP, snapshot_id="s1", details={"a": "b"}),
+        QuarantineNote(schema_version=1, reason="r", original="/o", app_instance_id=APP, time=WHEN),
+        Listing(
+            schema_version=1,
+            items=[Item(name="a", size=1), Item(name="b", tags=["x"])],
+            by_name={"a": Item(name="a")},
+            first=Item(name="c"),
+        ),
+    ]
+    return [(type(v), json.loads(v.dump())) for v in values]
+
+
+DOCUMENTS = documents()
+
+
+def nodes(doc: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], dict[str, Any]]]:
+    """Every JSON object in `doc`, with its path."""
+    found = []
+    if isinstance(doc, dict):
+        found.append((path, doc))
+        for key, value in doc.items():
+            found += nodes(value, (*path, key))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            found += nodes(value, (*path, i))
+    return found
+
+
+NOW_DEFAULTS = {"time", "created"}
+"""Not dropped: their default is the time of reading, different on each path."""
+PYTHON_NAMES = {"SchemaVersion": "schema_version", "Parent": "parent", "Name": "name", "Size": "size"}
+
+
+@st.composite
+def altered(draw: st.DrawFn) -> tuple[type[StoredFile], str]:
+    """A document of one kind, possibly with a few changes a person or another version makes."""
+    model, original = draw(st.sampled_from(DOCUMENTS))
+    doc = json.loads(json.dumps(original))
+    for _ in range(draw(st.integers(0, 3))):
+        _, node = draw(st.sampled_from(nodes(doc)))
+        change = draw(st.sampled_from(["drop", "add", "rename", "null", "version"]))
+        if change == "add":
+            node[draw(st.sampled_from(["Future", "Color", "x"]))] = draw(
+                st.one_of(st.none(), st.integers(), st.text(max_size=3), st.just({"k": [1]}))
+            )
+        elif change == "version":
+            doc["SchemaVersion"] = draw(st.sampled_from([1, 2, 0, -1, True, 1.0, "1", None, 10**30]))
+        elif node:
+            key = draw(st.sampled_from(sorted(node)))
+            if change == "drop" and key not in NOW_DEFAULTS:
+                del node[key]
+            elif change == "null":
+                node[key] = None
+            elif key in PYTHON_NAMES:
+                node[PYTHON_NAMES[key]] = node.pop(key)
+    return model, json.dumps(doc, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 1])))
+
+
+def outcome(model: type[StoredFile], raw: str, fast: bool) -> tuple[str, object, list[str]]:
+    try:
+        loaded = parse_stored(model, raw, "/persist/f.json", fast=fast)
+    except StateError as exc:
+        return "error", str(exc), []
+    return "value", (loaded.value, loaded.value.dump()), loaded.warnings
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(altered())
+def test_fast_and_detailed_paths_agree(case: tuple[type[StoredFile], str]) -> None:
+    model, raw = case
+    assert outcome(model, raw, fast=True) == outcome(model, raw, fast=False)
+    assert outcome(model, raw.encode(), fast=True) == outcome(model, raw, fast=False)
+
+
+@pytest.mark.parametrize(("model", "doc"), DOCUMENTS, ids=[m.__name__ for m, _ in DOCUMENTS])
+def test_a_file_as_evesnap_writes_it_takes_the_fast_path(
+    model: type[StoredFile], doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = model.model_validate(doc).dump()
+    expected = parse_stored(model, raw, "f", fast=False)
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the detailed path was taken")
+
+    monkeypatch.setattr(stored, "_parse_detailed", refuse)
+    loaded = parse_stored(model, raw, "f")
+    assert loaded.value == expected.value and loaded.warnings == expected.warnings == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d.update(Future=1),  # unknown field
+        lambda d: d.pop("Parent"),  # missing optional
+        lambda d: d["Snapshot"].pop("DisplayName"),  # nested missing optional
+        lambda d: d["Snapshot"].update(Color="red"),  # nested unknown
+        lambda d: d.pop("AppInstanceID"),  # missing mandatory
+        lambda d: d.update(SchemaVersion=2),  # newer schema
+    ],
+    ids=["unknown", "missing optional", "nested missing optional", "nested unknown", "mandatory", "newer"],
+)
+def test_any_difference_takes_the_detailed_path(change: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = json.loads(snapshot_files(snapshot())[SNAPSHOT_STATUS].dump())
+    change(doc)
+    taken = []
+    detailed = stored._parse_detailed
+
+    def spy(*args: Any) -> Any:
+        taken.append(True)
+        return detailed(*args)
+
+    monkeypatch.setattr(stored, "_parse_detailed", spy)
+    if "AppInstanceID" in doc:
+        parse_stored(SnapshotInstanceStatus, json.dumps(doc), "f")
+    else:
+        with pytest.raises(StateError, match="Critical field AppInstanceID missing"):
+            parse_stored(SnapshotInstanceStatus, json.dumps(doc), "f")
+    assert taken
+
+
+def test_a_store_loads_the_same_records_and_warnings_on_either_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A whole persist folder, some files as evesnap wrote them and some changed by hand."""
+    persist = tmp_path / "p"
+    store = PersistStore(persist)
+    store.load()
+    record = AppRecord(uuid=APP, name="db", config=app_config(), last_rollback_counter=4)
+    record.snapshots = {sid: snapshot(sid) for sid in ("s1", "s2", "s3", "s4")}
+    store.save_app(record)
+    store.save_volume(VolumeRecord(spec=VolumeSpec(uuid=VOLUME, generation=1), created=WHEN))
+    store.save_device(DeviceConfig())
+    edits = {
+        f"snapshots/s2/{SNAPSHOT_STATUS}": lambda d: d.pop("Exports"),
+        f"snapshots/s3/{VOLUMES_STATUS}": lambda d: d.update(Future={"x": 1}),
+        f"snapshots/s4/{APP_CONFIG}": lambda d: d.pop("AppInstanceID"),  # set aside
+        f"evesnap/apps/{APP}.json": lambda d: d["App"].pop("name"),
+    }
+    for name, edit in edits.items():
+        path = persist / name
+        doc = json.loads(path.read_bytes())
+        edit(doc)
+        path.write_text(json.dumps(doc))
+
+    def load(fast: bool) -> tuple[Any, ...]:
+        copy = tmp_path / f"copy-{fast}"
+        _copy_tree(persist, copy)
+        monkeypatch.setattr(persist_store, "parse_stored", partial(parse_stored, fast=fast))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            reader = PersistStore(copy)
+            apps, volumes = reader.load()
+            device = reader.load_device()
+        where = str(copy)
+        return (
+            json.loads(json.dumps({str(k): v.model_dump(mode="json") for k, v in apps.items()})),
+            {k: v.model_dump(mode="json") for k, v in volumes.items()},
+            device,
+            [w.replace(where, "P") for w in reader.warnings],
+            [d.description.split("; moved to")[0].replace(where, "P") for d in reader.damaged()],
+            sorted(r.getMessage().replace(where, "P") for r in caplog.records),
+        )
+
+    fast, detailed = load(True), load(False)
+    assert fast == detailed
+    apps, _, _, warnings, damaged, _ = fast
+    assert set(apps[str(APP)]["snapshots"]) == {"s1", "s2", "s3"}
+    assert any("optional field Exports missing" in w for w in warnings)
+    assert any("unknown field Future" in w for w in warnings)
+    assert damaged == [f"Critical field AppInstanceID missing in stored data in P/snapshots/s4/{APP_CONFIG}"]
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    shutil.copytree(source, target)
+    target.chmod(0o700)
