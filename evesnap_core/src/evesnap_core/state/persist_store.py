@@ -211,8 +211,7 @@ class PersistStore:
         # what the files hold: an unchanged record is not written again, an upgraded one is
         for path, raw in zip(paths, raws, strict=True):
             self._written[path] = raw
-        # the values were validated as the files' models, whose fields have the record's types
-        return SnapshotRecord.model_construct(
+        return SnapshotRecord(
             id=name,
             app=s.app_instance_id,
             type=s.snapshot.snapshot_type,
@@ -532,16 +531,16 @@ def _slurp_stored(path: str) -> bytes:
 def _remove_tmp(folder: str) -> None:
     """Atomic writes cut before their rename (``.<name>.<random>.tmp``) in `folder`."""
     try:
-        with os.scandir(folder) as entries:
-            doomed = [e.path for e in entries if _is_tmp(e.name)]
+        doomed = [name for name in os.listdir(folder) if _is_tmp(name)]  # noqa: PTH208 (no Path per entry)
     except OSError:
         return
-    for path in doomed:
-        Path(path).unlink(missing_ok=True)
+    for name in doomed:
+        Path(folder, name).unlink(missing_ok=True)
 
 
 def _is_tmp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".tmp") and len(name) > len("..tmp") - 1
+    """The names ``.*.tmp`` matches."""
+    return name.startswith(".") and name.endswith(".tmp") and len(name) >= len("..tmp")
 
 
 def _uuid_or_none(text: str) -> UUID | None:
