@@ -14,6 +14,7 @@ collector to walk). Each is the median of --repeat runs. Target: under 1 s at
 
     .venv/bin/python benchmarks/orchestrator_scale.py [--sizes 10,100,1000] [--repeat 3]
         [--profile restart.prof]   (cProfile of one restart at the largest size)
+        [--baseline REV]           (evesnap_core at a git revision measured too, size by size)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -82,14 +84,16 @@ def restart(persist: Path, registry: Registry, runtime: InstantRuntime) -> tuple
     return took, store.load_time, sum(len(a.snapshots) for a in reports.apps)
 
 
+def run_self(*args: str) -> str:
+    """This script in a new process (with the same PYTHONPATH: the same evesnap code)."""
+    return subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
 def restart_in_new_process(persist: Path) -> tuple[float, float]:
     """As an agent restarts: a new process (its imports not counted) restoring the state."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--restart-in", str(persist)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = run_self("--restart-in", str(persist))
     took, load, _ = json.loads(out)
     return took, load
 
@@ -140,34 +144,62 @@ class TimedStore(PersistStore):
             self.load_time = time.perf_counter() - start
 
 
+def baseline_code(rev: str, into: Path) -> Path:
+    """evesnap_core's source at `rev` (git archive), to measure it beside this one."""
+    root = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", root, "archive", rev, "evesnap_core/src"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "evesnap_core" / "src"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the no-op and the restarts (median)")
     parser.add_argument("--profile", metavar="FILE", help="cProfile one restart at the largest size")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure evesnap_core at this git revision, size by size"
+    )
     parser.add_argument("--restart-in", metavar="PERSIST", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", type=int, metavar="APPS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.restart_in:
         persist = Path(args.restart_in)
         print(json.dumps(restart(persist, registry_for(persist, MemoryBackend()), InstantRuntime())))
         return
-    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.repeat)))
+        return
+    with tempfile.TemporaryDirectory(prefix="evesnap-baseline-") as tmp:
+        baseline = baseline_code(args.baseline, Path(tmp)) if args.baseline else None
+        report([int(s) for s in args.sizes.split(",")], args.repeat, args.profile, args.baseline, baseline)
+
+
+def report(
+    sizes: list[int], repeat: int, profile: str | None, rev: str | None, baseline: Path | None
+) -> None:
     print(
-        f"{'apps':>6} {'first apply':>12} {'no-op':>9} {'restart':>9} {'(load)':>9} {'in-process':>11}"
-        "  growth (no-op, restart)"
+        f"{'apps':>6} {'code':>8} {'first apply':>12} {'no-op':>9} {'restart':>9} {'(load)':>9} "
+        f"{'in-process':>11}  growth (no-op, restart)"
     )
     previous: dict[str, float] = {}
     for apps in sizes:
-        m = measure(apps, args.repeat, args.profile if apps == max(sizes) else None)
-        growth = ""
-        if previous:
-            factor = apps / previous["apps"]
-            growth = f"x{m['noop'] / previous['noop']:.1f}, x{m['restart'] / previous['restart']:.1f}"
-            growth += f" for x{factor:g} apps"
-        print(
-            f"{apps:>6} {m['setup']:>11.2f}s {m['noop'] * 1000:>7.0f}ms {m['restart'] * 1000:>7.0f}ms "
-            f"{m['load'] * 1000:>7.0f}ms {m['in_process'] * 1000:>9.0f}ms  {growth}"
-        )
+        if baseline is not None:
+            env = {**os.environ, "PYTHONPATH": str(baseline)}
+            out = subprocess.run(
+                [sys.executable, __file__, "--measure", str(apps), "--repeat", str(repeat)],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+            ).stdout
+            print(row(apps, str(rev)[:8], json.loads(out), {}))
+        m = measure(apps, repeat, profile if apps == max(sizes) else None)
+        print(row(apps, "this", m, previous))
         previous = {"apps": apps} | m
     if previous and previous["apps"] >= 1000:
         noop, took = previous["noop"], previous["restart"]
@@ -175,8 +207,19 @@ def main() -> None:
             f"at {previous['apps']:g} apps: no-op {noop:.2f}s, restart {took:.2f}s "
             f"(target < 1 s): {'met' if max(noop, took) < 1 else 'MISSED'}"
         )
-    if args.profile:
-        print(f"profile of a restart at {max(sizes)} apps: {args.profile} (python -m pstats)")
+    if profile:
+        print(f"profile of a restart at {max(sizes)} apps: {profile} (python -m pstats)")
+
+
+def row(apps: int, code: str, m: dict[str, float], previous: dict[str, float]) -> str:
+    growth = ""
+    if previous:
+        growth = f"x{m['noop'] / previous['noop']:.1f}, x{m['restart'] / previous['restart']:.1f}"
+        growth += f" for x{apps / previous['apps']:g} apps"
+    return (
+        f"{apps:>6} {code:>8} {m['setup']:>11.2f}s {m['noop'] * 1000:>7.0f}ms {m['restart'] * 1000:>7.0f}ms "
+        f"{m['load'] * 1000:>7.0f}ms {m['in_process'] * 1000:>9.0f}ms  {growth}"
+    )
 
 
 if __name__ == "__main__":
