@@ -276,3 +276,52 @@ def test_a_store_loads_the_same_records_and_warnings_on_either_path(
 def _copy_tree(source: Path, target: Path) -> None:
     shutil.copytree(source, target)
     target.chmod(0o700)
+
+
+def _one_snapshot_store(persist: Path) -> None:
+    store = PersistStore(persist)
+    store.load()
+    record = AppRecord(uuid=APP, name="db", config=app_config())
+    record.snapshots = {"s1": snapshot("s1")}
+    store.save_app(record)
+
+
+def test_leftovers_inside_a_snapshot_folder_are_cleared_as_it_is_read(tmp_path: Path) -> None:
+    _one_snapshot_store(tmp_path)
+    temp = tmp_path / "snapshots" / "s1" / f".{SNAPSHOT_STATUS}.x1y2.tmp"
+    temp.write_text("{")
+    keep = tmp_path / "snapshots" / "s1" / ".tmp"  # not a name an atomic write leaves
+    keep.write_text("")
+    read_only = PersistStore(tmp_path, writable=False)
+    read_only.load()
+    assert temp.exists()
+    store = PersistStore(tmp_path)
+    apps, _ = store.load()
+    assert not temp.exists() and keep.exists()
+    assert store.damaged() == [] and set(apps[APP].snapshots) == {"s1"}
+
+
+def test_a_state_file_that_cannot_be_read_is_set_aside(tmp_path: Path) -> None:
+    _one_snapshot_store(tmp_path)
+    (tmp_path / "evesnap" / "volumes" / "odd.json").mkdir()
+    store = PersistStore(tmp_path)
+    store.load()
+    (damaged,) = store.damaged()
+    assert damaged.description.startswith(
+        f"unreadable (Is a directory) in {tmp_path}/evesnap/volumes/odd.json"
+    )
+
+
+def test_a_restart_rewrites_nothing_that_did_not_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _one_snapshot_store(tmp_path)
+    store = PersistStore(tmp_path)
+    apps, _ = store.load()
+    written: list[Path] = []
+    monkeypatch.setattr(persist_store, "atomic_write", lambda path, data: written.append(path))
+    for record in apps.values():
+        store.save_app(record)
+        for snap in record.snapshots.values():
+            store.save_snapshot(snap)
+    assert written == []

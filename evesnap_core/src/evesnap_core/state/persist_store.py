@@ -182,6 +182,9 @@ class PersistStore:
         except StateError as exc:
             self._set_aside(Path(where), str(exc), app=app)
             return None
+        except OSError as exc:
+            self._set_aside(Path(where), f"unreadable ({exc.strerror}) in {where}", app=app)
+            return None
         self.warnings.extend(loaded.warnings)
         self._written[where] = raw
         return loaded.value
