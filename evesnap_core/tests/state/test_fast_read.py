@@ -6,9 +6,11 @@ version. The fast path is only taken for a file exactly as evesnap writes it."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import shutil
+import weakref
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -325,3 +327,28 @@ def test_a_restart_rewrites_nothing_that_did_not_change(
         for snap in record.snapshots.values():
             store.save_snapshot(snap)
     assert written == []
+
+
+def test_loading_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None:
+    """The collector is paused while reading, nothing is left frozen, and a cycle made
+    before the load and dropped after it is still collected."""
+
+    class Node:
+        other: Node | None = None
+
+    _one_snapshot_store(tmp_path)
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    gone = weakref.ref(a)
+    assert gc.isenabled()
+    PersistStore(tmp_path).load()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    del a, b
+    gc.collect()
+    assert gone() is None
+    gc.disable()
+    try:
+        PersistStore(tmp_path).load()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
