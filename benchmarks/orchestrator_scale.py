@@ -189,16 +189,13 @@ def report(
     previous: dict[str, float] = {}
     for apps in sizes:
         if baseline is not None:
-            env = {**os.environ, "PYTHONPATH": str(baseline)}
-            out = subprocess.run(
-                [sys.executable, __file__, "--measure", str(apps), "--repeat", str(repeat)],
-                check=True,
-                capture_output=True,
-                text=True,
-                env=env,
-            ).stdout
-            print(row(apps, str(rev)[:8], json.loads(out), {}))
-        m = measure(apps, repeat, profile if apps == max(sizes) else None)
+            # both in a new process each, alike
+            print(row(apps, str(rev)[:8], measure_in_new_process(apps, repeat, baseline), {}))
+            m = measure_in_new_process(apps, repeat, None)
+            if profile and apps == max(sizes):
+                measure(apps, 1, profile)
+        else:
+            m = measure(apps, repeat, profile if apps == max(sizes) else None)
         print(row(apps, "this", m, previous))
         previous = {"apps": apps} | m
     if previous and previous["apps"] >= 1000:
@@ -209,6 +206,20 @@ def report(
         )
     if profile:
         print(f"profile of a restart at {max(sizes)} apps: {profile} (python -m pstats)")
+
+
+def measure_in_new_process(apps: int, repeat: int, code: Path | None) -> dict[str, float]:
+    """measure() in a new process; with `code`, that evesnap_core source instead of this one."""
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", str(apps), "--repeat", str(repeat)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
+    result: dict[str, float] = json.loads(out)
+    return result
 
 
 def row(apps: int, code: str, m: dict[str, float], previous: dict[str, float]) -> str:
