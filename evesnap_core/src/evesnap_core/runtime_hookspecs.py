@@ -29,7 +29,8 @@ RUNTIME_GROUP = "evesnap.runtimes"
 runtime_hookspec = pluggy.HookspecMarker(PROJECT)
 runtime_hookimpl = pluggy.HookimplMarker(PROJECT)
 
-AppRunState = Literal["running", "stopped", "unknown"]
+AppRunState = Literal["running", "stopped", "crashed", "unknown"]
+"""``crashed``: started and never stopped by evesnap, yet not running (its VM died)."""
 
 
 class AppSpec(BaseModel):

@@ -303,7 +303,16 @@ class Orchestrator:
             self._rollback(record, record.rollback_target)
         target = self._target_config(record)
         self._ensure_app_volumes(target)
-        running = self.runtime.state(record.uuid) == "running"
+        state = self.runtime.state(record.uuid)
+        if state == "crashed":  # its VM died without being asked to stop: say so, then start it again
+            record.problems.append(
+                Problem(
+                    description=f"app {record.name or record.uuid} died (its VM exited unasked); restarted",
+                    time=self.clock(),
+                )
+            )
+            self.runtime.stop(record.uuid, self.stop_timeout)  # forget the dead VM
+        running = state == "running"
         update = record.deployed is not None and self._is_update(record.deployed, target)
         immediate = [s for s in self._requested(record) if s.type == SnapshotType.SNAPSHOT_TYPE_IMMEDIATE]
         if immediate and running and not update and self._all_live(record, Capability.LIVE_SNAPSHOT):

@@ -24,7 +24,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from evesnap_core.durable import atomic_write, ensure_dir
+from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir
 from evesnap_core.errors import AppRuntimeError, CommandFailed
 from evesnap_core.handler_types import LiveAttachment, VolumeHandle
 from evesnap_core.process import run
@@ -174,24 +174,28 @@ class QemuRuntime:
     @runtime_hookimpl
     def evesnap_runtime_stop(self, app_id: UUID, timeout: float) -> bool:
         started = self._started(app_id)
-        if started is None or not self._alive(started):
-            return True
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(started.pid, signal.SIGTERM)  # QEMU quits cleanly, flushing its images
-        deadline = time.monotonic() + timeout
-        while self._alive(started):
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(started.pid, signal.SIGKILL)
-                time.sleep(0.1)
-                return not self._alive(started)
-            time.sleep(0.02)
+        if started is not None and self._alive(started):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(started.pid, signal.SIGTERM)  # QEMU quits cleanly, flushing its images
+            deadline = time.monotonic() + timeout
+            while self._alive(started):
+                if time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(started.pid, signal.SIGKILL)
+                    time.sleep(0.1)
+                    break
+                time.sleep(0.02)
+        if started is not None and self._alive(started):
+            return False
+        durable_unlink(self._dir(app_id) / "started.json")  # stopped on purpose: not a crash
         return True
 
     @runtime_hookimpl
     def evesnap_runtime_state(self, app_id: UUID) -> AppRunState:
         started = self._started(app_id)
-        return "running" if started is not None and self._alive(started) else "stopped"
+        if started is None:
+            return "stopped"
+        return "running" if self._alive(started) else "crashed"
 
     @runtime_hookimpl
     def evesnap_runtime_attachments(self, app_id: UUID) -> Mapping[str, LiveAttachment]:
