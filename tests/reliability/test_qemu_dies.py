@@ -276,3 +276,39 @@ def test_agent_keeps_serving_the_other_app(pair: Pair) -> None:
     assert pair.stop_agent() == 0
     assert [s["id"] for s in second[APP]["snapshots"]] == [a] and pair.tags(VOL) == {a}
     assert pair.pid(OTHER) == other_pid
+
+
+def test_the_agent_brings_back_a_dead_vm_without_a_new_config(pair: Pair) -> None:
+    """--resync: the same config reconciled again finds the VM dead, says so, restarts it."""
+    config, reports = pair.root / "device.json", pair.root / "reports.json"
+    config.write_text(json.dumps(pair.config_data(snapshots={APP: [], OTHER: []})))
+    pair.agent = subprocess.Popen(
+        [
+            EVESNAP,
+            "agent",
+            "--config",
+            str(config),
+            "--reports",
+            str(reports),
+            "--interval",
+            "0.2",
+            "--resync",
+            "1",
+        ],
+        env=pair.env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pair.wait_reports(reports, lambda r: len(r["apps"]) == 2)
+    dead = pair.pid(APP)
+    os.kill(dead, signal.SIGKILL)
+    back = pair.wait_reports(
+        reports,
+        lambda r: any(
+            a["AppID"] == APP and any("died" in e["description"] for e in a.get("appErr", []))
+            for a in r["apps"]
+        ),
+    )
+    app = next(a for a in back["apps"] if a["AppID"] == APP)
+    assert app["state"] == "RUNNING" and pair.pid(APP) != dead and pair.alive(pair.pid(APP))
+    assert pair.stop_agent() == 0

@@ -97,11 +97,24 @@ def status(obj: Any, app: str | None, as_json: bool) -> None:
     default=None,
     help="A local policy file (schedules, retention; docs/policies.md), run once a minute.",
 )
+@click.option(
+    "--resync",
+    default=30.0,
+    show_default=True,
+    help="Seconds after which the same config is reconciled again (an app whose VM died is "
+    "reported and restarted, a failed deletion retried); 0: only when CONFIG changes.",
+)
 @click.pass_obj
 def agent(
-    obj: Any, config_path: Path, reports_path: Path | None, interval: float, policy_path: Path | None
+    obj: Any,
+    config_path: Path,
+    reports_path: Path | None,
+    interval: float,
+    policy_path: Path | None,
+    resync: float,
 ) -> None:
-    """Run until SIGTERM: reconcile whenever CONFIG changes, write the reports.
+    """Run until SIGTERM: reconcile whenever CONFIG changes (and every --resync
+    seconds), write the reports.
 
     On SIGTERM the step in flight finishes (or stays journalled) and the agent
     exits 0. An invalid config is reported and the previous one stays applied.
@@ -117,6 +130,7 @@ def agent(
     session = session_or_fail(obj, base_dir=config_path.resolve().parent)
     reports_path = reports_path or obj.persist / "reports.json"
     seen: tuple[int, int] | None = None
+    last = time.monotonic()
     policy_tick = None
     if policy_path is not None:
         from evesnap_core.cli.policy_cmd import agent_policy_tick
@@ -128,8 +142,9 @@ def agent(
             stamp = (stat.st_mtime_ns, stat.st_size)
         except OSError:
             stamp = None
-        if stamp is not None and stamp != seen:
-            seen = stamp
+        due = resync > 0 and time.monotonic() - last >= resync
+        if stamp is not None and (stamp != seen or due):
+            seen, last = stamp, time.monotonic()
             try:
                 device = parse_model(DeviceConfig, config_path.read_bytes())
             except (OSError, ConfigError) as exc:
