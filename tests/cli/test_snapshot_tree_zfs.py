@@ -1,9 +1,12 @@
-"""The snapshot tree, clones and read-only access where ZFS behaves differently:
-through the real `evesnap` command, on zvols of a real pool (inside the ZFS VM,
-contrib/zfsvm/zfsvm). ZFS rolls back only to the newest snapshot: an older one
-is refused naming the newer ones unless --destroy-newer, which destroys and
-names them; a ZFS clone keeps its origin snapshot in use; a snapshot is read
-through its own device."""
+"""The snapshot tree, clones and read-only access where ZFS behaves differently,
+on zvols of a real pool (inside the ZFS VM, contrib/zfsvm/zfsvm). ZFS rolls back
+only to the newest snapshot: an older one is refused naming the newer ones
+unless told to destroy them, which destroys and names them; a ZFS clone keeps
+its origin snapshot in use; a snapshot is read through its own device.
+
+The orchestrator is driven in-process through the session the CLI opens (a CLI
+process costs ~25 s under the VM's emulated CPU); one case runs the real
+command to check what the operator reads."""
 
 from __future__ import annotations
 
@@ -12,42 +15,54 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from evesnap_core.cli.session import Session, open_session
+from evesnap_core.errors import EvesnapError
+from evesnap_core.model.config import DeviceConfig
+from evesnap_core.model.errors import parse_model
 from evesnap_zfs.harness import read_direct
 
 from ..support import APP, MIB, VOL, VOL2, Cli
 
 pytestmark = pytest.mark.zfs
+APP_ID = uuid.UUID(APP)
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    made = Cli(tmp_path, volumes=(VOL, VOL2))
-    made.env.update(
-        EVESNAP_RUNTIME="embedded",
-        EVESNAP_VOLUME_FORMAT="zvol",
-        EVESNAP_BLOCK_PLUGINS="qcow2,purgeable,reflink",
-        EVESNAP_ZFS_POOL=os.environ.get("ZFSVM_POOL", "evesnaptest"),
-        EVESNAP_ZFS_PREFIX=f"cli{uuid.uuid4().hex[:8]}",
-    )
-    try:
-        out = made("apply", str(made.config()))
-        assert out.returncode == 0, out.stderr
-        yield made
-    finally:
-        made.cleanup()
+def zfs_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {
+        "EVESNAP_RUNTIME": "embedded",
+        "EVESNAP_VOLUME_FORMAT": "zvol",
+        "EVESNAP_BLOCK_PLUGINS": "qcow2,purgeable,reflink",
+        "EVESNAP_ZFS_POOL": os.environ.get("ZFSVM_POOL", "evesnaptest"),
+        "EVESNAP_ZFS_PREFIX": f"tree{uuid.uuid4().hex[:8]}",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
 
 
-def device(cli: Cli, volume: str) -> str:
-    return "/dev/zvol/" + cli.location(volume)
+@pytest.fixture
+def session(tmp_path: Path, zfs_env: dict[str, str]) -> Iterator[Session]:
+    persist = tmp_path / "persist"
+    made = open_session(persist, "embedded")
+    config = Cli(tmp_path, volumes=(VOL, VOL2)).config_data()
+    made.orchestrator.reconcile(parse_model(DeviceConfig, json.dumps(config).encode()))
+    yield made
+    made.orchestrator.reconcile(DeviceConfig())
 
 
-def put(cli: Cli, value: int) -> None:
+def device(session: Session, volume: str) -> str:
+    record = next(v for v in session.orchestrator.volumes.values() if str(v.spec.uuid) == volume)
+    assert record.handle is not None
+    return "/dev/zvol/" + record.handle.location
+
+
+def put(session: Session, value: int) -> None:
     for volume, byte in ((VOL, value), (VOL2, value + 100)):
-        fd = os.open(device(cli, volume), os.O_WRONLY)
+        fd = os.open(device(session, volume), os.O_WRONLY)
         try:
             os.pwrite(fd, bytes([byte]) * MIB, 0)
             os.fsync(fd)
@@ -61,76 +76,84 @@ def read(path: str) -> int:
     return data[0]
 
 
-def state(cli: Cli) -> tuple[int, int]:
-    return read(device(cli, VOL)), read(device(cli, VOL2))
+def state(session: Session) -> tuple[int, int]:
+    return read(device(session, VOL)), read(device(session, VOL2))
 
 
-def ok(cli: Cli, *args: str) -> str:
-    out = cli(*args)
-    assert out.returncode == 0, f"evesnap {' '.join(args)}: {out.stderr}"
-    return out.stdout
+def ids(session: Session) -> list[str]:
+    return sorted(session.orchestrator.apps[APP_ID].snapshots, key=lambda s: s)
 
 
-def snap(cli: Cli) -> str:
-    return ok(cli, "snapshot", "create", APP).strip()
+def test_rollback_to_an_older_snapshot_names_the_newer_ones_and_destroys_only_when_told(
+    session: Session,
+) -> None:
+    orch = session.orchestrator
+    put(session, 1)
+    s1 = orch.snapshot_now(APP_ID)
+    put(session, 2)
+    s2 = orch.snapshot_now(APP_ID)
+    put(session, 3)
+    s3 = orch.snapshot_now(APP_ID)
+    put(session, 4)
+    with pytest.raises(EvesnapError) as refused:
+        orch.rollback_now(APP_ID, s1)
+    assert s2 in str(refused.value) and s3 in str(refused.value)
+    assert state(session) == (4, 104) and set(ids(session)) == {s1, s2, s3}  # nothing touched
+
+    assert orch.rollback_now(APP_ID, s3) == []  # the newest: allowed
+    assert state(session) == (3, 103)
+    assert sorted(orch.rollback_now(APP_ID, s1, destroy_newer=True)) == sorted([s2, s3])
+    assert state(session) == (1, 101)
+    record = orch.apps[APP_ID]
+    assert ids(session) == [s1] and record.current_snapshot == s1
+    assert any(s2 in p.description and "destroyed" in p.description for p in record.problems)
 
 
-def tree(cli: Cli) -> list[dict[str, Any]]:
-    return list(json.loads(ok(cli, "snapshot", "list", APP, "--json")))
+def test_a_zfs_clone_keeps_its_origin_snapshot_in_use(session: Session) -> None:
+    orch = session.orchestrator
+    put(session, 5)
+    s1 = orch.snapshot_now(APP_ID)
+    clone = orch.clone_app(APP_ID, s1, "trial")
+    clones = ["/dev/zvol/" + v.handle.location for v in orch.app_volumes(orch.apps[clone]) if v.handle]
+    assert [read(c) for c in clones] == [5, 105]
+    put(session, 6)
+    assert [read(c) for c in clones] == [5, 105]  # independent bytes
+
+    outcome = orch.delete_now(APP_ID, s1)
+    assert list(outcome.failed) == [s1] and "in use by" in outcome.failed[s1]
+    assert all(c.removeprefix("/dev/zvol/") in outcome.failed[s1] for c in clones)  # the clones named
+    assert ids(session) == [s1]
+    orch.remove_clone(clone)
+    assert orch.delete_now(APP_ID, s1).deleted == [s1]
+    assert ids(session) == []
 
 
-def test_rollback_to_an_older_snapshot_names_the_newer_ones_and_destroys_only_when_told(cli: Cli) -> None:
-    put(cli, 1)
-    s1 = snap(cli)
-    put(cli, 2)
-    s2 = snap(cli)
-    put(cli, 3)
-    s3 = snap(cli)
-    put(cli, 4)
-    refused = cli("snapshot", "rollback", APP, s1)
-    assert refused.returncode == 1
-    assert s2 in refused.stderr and s3 in refused.stderr and "--destroy-newer" in refused.stderr
-    assert state(cli) == (4, 104) and [n["id"] for n in tree(cli)] == [s1, s2, s3]  # nothing touched
-
-    ok(cli, "snapshot", "rollback", APP, s3)  # the newest: allowed
-    assert state(cli) == (3, 103)
-    out = ok(cli, "snapshot", "rollback", APP, s1, "--destroy-newer")
-    assert f"destroyed newer snapshot {s2}" in out and f"destroyed newer snapshot {s3}" in out
-    assert state(cli) == (1, 101)
-    assert [n["id"] for n in tree(cli)] == [s1] and tree(cli)[0]["current"]
-    app = next(a for a in cli.status()["apps"] if a["AppID"] == APP)
-    assert any(s2 in e["description"] and "destroyed" in e["description"] for e in app.get("appErr", []))
-
-
-def test_a_zfs_clone_keeps_its_origin_snapshot_in_use(cli: Cli) -> None:
-    put(cli, 5)
-    s1 = snap(cli)
-    made = json.loads(ok(cli, "clone", "app", APP, s1, "--name", "trial", "--json"))
-    clones = ["/dev/zvol/" + v for v in made["volumes"]]
-    assert (read(clones[0]), read(clones[1])) == (5, 105)
-    put(cli, 6)
-    assert (read(clones[0]), read(clones[1])) == (5, 105)  # independent bytes
-
-    busy = cli("snapshot", "delete", APP, s1)
-    assert busy.returncode == 1 and "clone" in busy.stderr.lower()  # named, never silent
-    assert [n["id"] for n in tree(cli)] == [s1]
-    ok(cli, "clone", "delete", made["app"])
-    ok(cli, "snapshot", "delete", APP, s1)
-    assert tree(cli) == []
-
-
-def test_read_only_access_is_the_snapshots_own_device(cli: Cli) -> None:
-    put(cli, 7)
-    s1 = snap(cli)
-    put(cli, 8)
-    exports = json.loads(ok(cli, "snapshot", "open", APP, s1, "--json"))
-    assert [e["kind"] for e in exports] == ["path", "path"]
-    assert [read(e["path"]) for e in exports] == [7, 107]
+def test_read_only_access_is_the_snapshots_own_device(session: Session) -> None:
+    orch = session.orchestrator
+    put(session, 7)
+    s1 = orch.snapshot_now(APP_ID)
+    put(session, 8)
+    exports = orch.open_snapshot(APP_ID, s1)
+    assert [e.kind for e in exports.values()] == ["path", "path"]
+    assert [read(str(e.path)) for e in exports.values()] == [7, 107]
+    first = str(next(iter(exports.values())).path)
     with pytest.raises(OSError):
-        fd = os.open(exports[0]["path"], os.O_WRONLY)
+        fd = os.open(first, os.O_WRONLY)
         try:
             os.pwrite(fd, b"\0" * 4096, 0)
         finally:
             os.close(fd)
-    ok(cli, "snapshot", "close", APP, s1)
-    assert state(cli) == (8, 108)
+    orch.close_snapshot(APP_ID, s1)
+    assert state(session) == (8, 108)
+
+
+def test_the_operator_reads_which_snapshots_block_a_rollback(tmp_path: Path, zfs_env: dict[str, str]) -> None:
+    cli = Cli(tmp_path, volumes=(VOL,))
+    cli.env.update(zfs_env)
+    try:
+        assert cli("apply", str(cli.config())).returncode == 0
+        s1, s2 = (cli("snapshot", "create", APP).stdout.strip() for _ in range(2))
+        refused = cli("snapshot", "rollback", APP, s1)
+        assert refused.returncode == 1 and s2 in refused.stderr and "--destroy-newer" in refused.stderr
+    finally:
+        cli.cleanup()
