@@ -41,6 +41,7 @@ from evesnap_core import (
     VolumeSpec,
     hookimpl,
 )
+from evesnap_core.crashpoints import crashpoint
 from evesnap_core.process import run
 from evesnap_zfs import devices, names
 from evesnap_zfs.libzfs import load_libzfs_core
@@ -49,6 +50,24 @@ NAME = "zfs"
 PLUGIN_API_VERSION = 1
 BUSY_RETRIES = 3
 BUSY_PAUSE = 1.0
+CRASH_POINTS = (
+    "zfs.snapshot.made",
+    "zfs.snapshot.parents_set",
+    "zfs.rollback.newer_destroyed",
+    "zfs.rollback.applied",
+    "zfs.delete.destroyed",
+)
+"""The step boundaries inside this backend (``evesnap_core.crashpoints``):
+
+- ``snapshot.made``: every zvol's snapshot exists (one lzc_snapshot call, so all
+  or none), none has its parent property yet;
+- ``snapshot.parents_set``: the parent properties are written;
+- ``rollback.newer_destroyed``: the snapshots newer than the target are gone,
+  the zvol is not rolled back yet (only with destroy_newer);
+- ``rollback.applied``: the zvol is rolled back, its page cache not flushed yet;
+- ``delete.destroyed``: one zvol's snapshot is destroyed (a group delete has
+  others to go).
+"""
 CAPABILITIES = frozenset(
     {
         Capability.CREATE_VOLUME,
@@ -297,6 +316,7 @@ class ZfsBackend:
                 lzc.lzc_snapshot(wanted, props=props)
             except self._exc().SnapshotFailure as exc:
                 raise EvesnapError(f"ZFS refused the group snapshot {snapshot_id!r}: {_errors(exc)}") from exc
+            crashpoint("zfs.snapshot.made")
             for snap in wanted:
                 parent = parents[snap.decode().split("@")[0]]
                 if parent is not None:
@@ -304,6 +324,7 @@ class ZfsBackend:
                         ["zfs", "set", f"{names.PARENT_PROP}={names.encode(parent)}", snap.decode()],
                         timeout=60,
                     )
+            crashpoint("zfs.snapshot.parents_set")
         infos = []
         for volume in volumes:
             dataset = self._dataset(volume)
@@ -344,7 +365,9 @@ class ZfsBackend:
             raise RollbackBlocked(snapshot_id, [i for _, i in newer])
         if newer:
             self._destroy_snaps([n.encode() for n, _ in newer], volume.key)
+            crashpoint("zfs.rollback.newer_destroyed")
         self._retry_busy(lambda: lzc.lzc_rollback_to(dataset.encode(), name.encode()), dataset)
+        crashpoint("zfs.rollback.applied")
         devices.flush_buffers(dataset)
         return RollbackResult(
             snapshot_id=snapshot_id, destroyed=tuple(i for _, i in newer), live_generation=volume.generation
@@ -358,6 +381,7 @@ class ZfsBackend:
         name = self._find(dataset, snapshot_id)
         if name is not None:
             self._destroy_snaps([name.encode()], volume.key, snapshot_id)
+            crashpoint("zfs.delete.destroyed")
 
     def _destroy_snaps(self, snaps: list[bytes], where: str, snapshot_id: str = "") -> None:
         """Destroy, retrying a bounded number of times while ZFS says busy; a cloned
