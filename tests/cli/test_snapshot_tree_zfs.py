@@ -22,9 +22,9 @@ from evesnap_core.cli.session import Session, open_session
 from evesnap_core.errors import EvesnapError
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.errors import parse_model
-from evesnap_zfs.harness import read_direct
 
-from ..support import APP, MIB, VOL, VOL2, Cli
+from ..support import APP, VOL, VOL2, Cli
+from ..zfs_support import put, read, state, zfs_settings
 
 pytestmark = pytest.mark.zfs
 APP_ID = uuid.UUID(APP)
@@ -32,13 +32,7 @@ APP_ID = uuid.UUID(APP)
 
 @pytest.fixture
 def zfs_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = {
-        "EVESNAP_RUNTIME": "embedded",
-        "EVESNAP_VOLUME_FORMAT": "zvol",
-        "EVESNAP_BLOCK_PLUGINS": "qcow2,purgeable,reflink",
-        "EVESNAP_ZFS_POOL": os.environ.get("ZFSVM_POOL", "evesnaptest"),
-        "EVESNAP_ZFS_PREFIX": f"tree{uuid.uuid4().hex[:8]}",
-    }
+    env = {"EVESNAP_RUNTIME": "embedded", **zfs_settings("tree")}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
@@ -52,32 +46,6 @@ def session(tmp_path: Path, zfs_env: dict[str, str]) -> Iterator[Session]:
     made.orchestrator.reconcile(parse_model(DeviceConfig, json.dumps(config).encode()))
     yield made
     made.orchestrator.reconcile(DeviceConfig())
-
-
-def device(session: Session, volume: str) -> str:
-    record = next(v for v in session.orchestrator.volumes.values() if str(v.spec.uuid) == volume)
-    assert record.handle is not None
-    return "/dev/zvol/" + record.handle.location
-
-
-def put(session: Session, value: int) -> None:
-    for volume, byte in ((VOL, value), (VOL2, value + 100)):
-        fd = os.open(device(session, volume), os.O_WRONLY)
-        try:
-            os.pwrite(fd, bytes([byte]) * MIB, 0)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def read(path: str) -> int:
-    data = read_direct(Path(path), 0, MIB)
-    assert len(set(data)) == 1, f"{path} holds mixed bytes"
-    return data[0]
-
-
-def state(session: Session) -> tuple[int, int]:
-    return read(device(session, VOL)), read(device(session, VOL2))
 
 
 def ids(session: Session) -> list[str]:

@@ -26,9 +26,9 @@ from evesnap_core.cli.session import Session, open_session
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.errors import parse_model
 from evesnap_zfs.backend import CRASH_POINTS
-from evesnap_zfs.harness import read_direct
 
-from ..support import APP, MIB, VOL, VOL2, Cli
+from ..support import APP, VOL, VOL2, Cli
+from ..zfs_support import device, put, state, zfs_settings
 
 pytestmark = pytest.mark.zfs
 APP_ID = uuid.UUID(APP)
@@ -37,13 +37,7 @@ RECOVERED: list[str] = []
 
 @pytest.fixture
 def persist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key, value in {
-        "EVESNAP_VOLUME_FORMAT": "zvol",
-        "EVESNAP_BLOCK_PLUGINS": "qcow2,purgeable,reflink",
-        "EVESNAP_ZFS_POOL": os.environ.get("ZFSVM_POOL", "evesnaptest"),
-        "EVESNAP_ZFS_PREFIX": f"crash{uuid.uuid4().hex[:8]}",
-        "EVESNAP_RUNTIME_DIR": str(tmp_path / "run"),
-    }.items():
+    for key, value in {**zfs_settings("crash"), "EVESNAP_RUNTIME_DIR": str(tmp_path / "run")}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("EVESNAP_CRASH_AT", raising=False)
     (tmp_path / "config.json").write_text(json.dumps(Cli(tmp_path, volumes=(VOL, VOL2)).config_data()))
@@ -71,22 +65,6 @@ def as_agent(persist: Path, step: Callable[[Session], None], crash_at: str | Non
 
 def config(persist: Path) -> DeviceConfig:
     return parse_model(DeviceConfig, (persist.parent / "config.json").read_bytes())
-
-
-def put(session: Session, value: int) -> None:
-    for volume, byte in ((VOL, value), (VOL2, value + 100)):
-        fd = os.open(device(session, volume), os.O_WRONLY)
-        try:
-            os.pwrite(fd, bytes([byte]) * MIB, 0)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def device(session: Session, volume: str) -> str:
-    record = next(v for v in session.orchestrator.volumes.values() if str(v.spec.uuid) == volume)
-    assert record.handle is not None
-    return "/dev/zvol/" + record.handle.location
 
 
 def zfs_ids(session: Session) -> dict[str, set[str]]:
@@ -126,13 +104,6 @@ def consistent(session: Session) -> set[str]:
     return available
 
 
-def bytes_now(session: Session) -> tuple[int, int]:
-    a = read_direct(Path(device(session, VOL)), 0, MIB)
-    b = read_direct(Path(device(session, VOL2)), 0, MIB)
-    assert len(set(a)) == 1 and len(set(b)) == 1
-    return a[0], b[0]
-
-
 S1, S2, S3 = (str(uuid.UUID(int=n)) for n in (101, 102, 103))
 
 
@@ -152,7 +123,7 @@ def test_killed_inside_a_group_snapshot(persist: Path, point: str) -> None:
     session = restarted(persist)
     available = consistent(session)
     assert available in ({S1, S2}, {S1, S2, S3})  # undone whole, or whole: never one zvol of two
-    assert bytes_now(session) == (3, 103)
+    assert state(session) == (3, 103)
     RECOVERED.append(point)
 
 
@@ -165,7 +136,7 @@ def test_killed_inside_a_rollback_that_destroys_newer(persist: Path, point: str)
     assert killed == -signal.SIGKILL
     session = restarted(persist)  # the rollback resumes from its record
     assert consistent(session) == {S1}
-    assert bytes_now(session) == (1, 101)
+    assert state(session) == (1, 101)
     assert session.orchestrator.apps[APP_ID].current_snapshot == S1
     RECOVERED.append(point)
 
@@ -178,7 +149,7 @@ def test_killed_between_the_zvols_of_a_delete(persist: Path) -> None:
     assert killed == -signal.SIGKILL
     session = restarted(persist)  # the deletion resumes from its record
     assert consistent(session) == {S1}
-    assert bytes_now(session) == (3, 103)
+    assert state(session) == (3, 103)
     RECOVERED.append("zfs.delete.destroyed")
 
 
