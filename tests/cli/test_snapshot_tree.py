@@ -265,3 +265,17 @@ def test_a_clone_killed_midway_is_undone_or_kept_whole(cli: Cli, crash_at: str, 
     else:  # one volume made, nothing recorded: undone, no file left behind
         assert "half" not in apps
     assert set(volumes_dir.iterdir()) == before
+
+
+def test_a_clone_that_fails_on_its_second_volume_leaves_nothing(cli: Cli) -> None:
+    s1 = snap(cli)
+    second = Path(cli.location(VOL2))
+    second.rename(second.with_suffix(".away"))  # its snapshot cannot be read now
+    volumes_dir = second.parent
+    before = set(volumes_dir.iterdir())
+    out = cli("clone", "app", APP, s1, "--name", "broken")
+    assert out.returncode == 1 and "nothing was left behind" in out.stderr, out.stderr
+    assert set(volumes_dir.iterdir()) == before  # the first volume's clone is gone again
+    assert not any((cli.root / "persist" / "evesnap" / "journal").iterdir())  # its intent resolved
+    assert "broken" not in {a.get("AppName") for a in cli.status()["apps"]}
+    second.with_suffix(".away").rename(second)

@@ -50,6 +50,11 @@ class NotFound(EvesnapError):
     """Something named does not exist."""
 
 
+class UnknownTarget(NotFound):
+    """An app, snapshot or clone an operator or a controller named is not known to
+    evesnap (not a backend's missing volume or snapshot, which is a failure)."""
+
+
 class VolumeNotFound(NotFound):
     def __init__(self, volume: str, detail: str = "") -> None:
         self.volume = volume

@@ -16,7 +16,7 @@ from evesnap_core.cli.common import (
     snapshot_id_or_fail,
 )
 from evesnap_core.cli.output import fail, print_json, print_table
-from evesnap_core.errors import EvesnapError, NotFound
+from evesnap_core.errors import EvesnapError, UnknownTarget
 
 
 @click.group()
@@ -40,7 +40,7 @@ def clone_app(obj: Any, app: str, snapshot_id: str, name: str, no_start: bool, a
     uuid = app_or_fail(session, app)
     try:
         new = session.orchestrator.clone_app(uuid, snapshot_id, name, start=not no_start)
-    except NotFound as exc:
+    except UnknownTarget as exc:
         fail(str(exc), f"run 'evesnap snapshot list {app}'", EXIT_INVALID)
     except EvesnapError as exc:
         fail(f"clone of {snapshot_id} failed: {exc}", "nothing was left behind", EXIT_FAILED)
@@ -69,7 +69,7 @@ def clone_volumes(obj: Any, app: str, snapshot_id: str, as_json: bool) -> None:
     uuid = app_or_fail(session, app)
     try:
         made = session.orchestrator.clone_volumes(uuid, snapshot_id)
-    except NotFound as exc:
+    except UnknownTarget as exc:
         fail(str(exc), f"run 'evesnap snapshot list {app}'", EXIT_INVALID)
     except EvesnapError as exc:
         fail(f"clone of {snapshot_id} failed: {exc}", "nothing was left behind", EXIT_FAILED)
@@ -104,7 +104,7 @@ def clone_delete(obj: Any, target: str) -> None:
     session = session_or_fail(obj)
     try:
         what = session.orchestrator.remove_clone(wanted)
-    except NotFound as exc:
+    except UnknownTarget as exc:
         fail(str(exc), "run 'evesnap status' to list clones", EXIT_INVALID)
     except EvesnapError as exc:
         fail(f"cannot remove {target}: {exc}", "", EXIT_FAILED)

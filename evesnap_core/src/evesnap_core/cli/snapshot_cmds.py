@@ -16,7 +16,7 @@ from evesnap_core.cli.common import (
     snapshot_id_or_fail,
 )
 from evesnap_core.cli.output import fail, one_line, print_json, print_table
-from evesnap_core.errors import EvesnapError, NotFound
+from evesnap_core.errors import ConfigError, EvesnapError, UnknownTarget
 from evesnap_core.orchestrator.tree import DeleteScope, TreeNode, walk
 
 
@@ -101,10 +101,12 @@ def snapshot_delete(
     uuid = app_or_fail(session, app)
     try:
         outcome = session.orchestrator.delete_now(uuid, snapshot_id, scope=scope or "snapshot", force=force)
-    except NotFound as exc:
+    except UnknownTarget as exc:
         fail(str(exc), f"run 'evesnap snapshot list {app}'", EXIT_INVALID)
+    except ConfigError as exc:
+        fail(f"deletion refused: {exc.reason}", "", EXIT_INVALID)
     except EvesnapError as exc:
-        fail(f"deletion refused: {exc}", "", EXIT_INVALID)
+        fail(f"deletion of {snapshot_id} failed: {exc}", f"see 'evesnap status {app}'", EXIT_FAILED)
     if as_json:
         print_json(outcome.to_json())
     else:
@@ -161,7 +163,7 @@ def snapshot_describe(obj: Any, app: str, snapshot_id: str) -> None:
     uuid = app_or_fail(session, app)
     try:
         print_json(session.orchestrator.describe_snapshot(uuid, snapshot_id))
-    except NotFound as exc:
+    except UnknownTarget as exc:
         fail(str(exc), f"run 'evesnap snapshot list {app}'", EXIT_INVALID)
 
 
@@ -177,7 +179,7 @@ def snapshot_rename(obj: Any, app: str, snapshot_id: str, name: str) -> None:
     uuid = app_or_fail(session, app)
     try:
         session.orchestrator.rename_snapshot(uuid, snapshot_id, name)
-    except NotFound as exc:
+    except UnknownTarget as exc:
         fail(str(exc), f"run 'evesnap snapshot list {app}'", EXIT_INVALID)
     except ValueError as exc:
         fail(f"NAME: {exc}", "", EXIT_INVALID)
@@ -198,7 +200,7 @@ def snapshot_open(obj: Any, app: str, snapshot_id: str, as_json: bool) -> None:
     uuid = app_or_fail(session, app)
     try:
         exports = session.orchestrator.open_snapshot(uuid, snapshot_id)
-    except NotFound as exc:
+    except UnknownTarget as exc:
         fail(str(exc), f"run 'evesnap snapshot list {app}'", EXIT_INVALID)
     except EvesnapError as exc:
         fail(f"cannot open {snapshot_id} read-only: {exc}", "", EXIT_FAILED)
@@ -226,7 +228,7 @@ def snapshot_close(obj: Any, app: str, snapshot_id: str) -> None:
     uuid = app_or_fail(session, app)
     try:
         session.orchestrator.close_snapshot(uuid, snapshot_id)
-    except NotFound as exc:
+    except UnknownTarget as exc:
         fail(str(exc), f"run 'evesnap snapshot list {app}'", EXIT_INVALID)
     except EvesnapError as exc:
         fail(f"cannot close {snapshot_id}: {exc}", "", EXIT_FAILED)

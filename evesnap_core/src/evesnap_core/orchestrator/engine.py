@@ -37,7 +37,7 @@ from evesnap_core.backend import Backend
 from evesnap_core.crashpoints import crashpoint
 from evesnap_core.discovery import Registry
 from evesnap_core.durable import ensure_dir
-from evesnap_core.errors import ConfigError, EvesnapError, NotFound, RollbackBlocked
+from evesnap_core.errors import ConfigError, EvesnapError, RollbackBlocked, UnknownTarget
 from evesnap_core.handler_types import (
     Capability,
     LiveAttachment,
@@ -701,9 +701,10 @@ class Orchestrator:
         listed = self._controller_listed(record)
         held = [t.id for t in targets if t.id in listed]
         if held and not force:
-            raise EvesnapError(
+            raise ConfigError(
+                "SNAPSHOT_ID",
                 f"snapshot {', '.join(held)} is in the controller's list: the controller deletes it by "
-                "leaving it out (or use --force, and the controller's next config takes it again)"
+                "leaving it out (or use --force, and the controller's next config takes it again)",
             )
         outcome = DeleteOutcome()
         if scope == "metadata-only":
@@ -810,7 +811,7 @@ class Orchestrator:
         snap = self._snapshot(record, snapshot_id, available=True)
         new = uuidlib.uuid4()
         intent = self.store.begin("clone", record.uuid, snap.id, {"target": str(new)})
-        made = self._clone_volumes(snap, f"{record.uuid}@{snap.id}", owner=str(new))
+        made = self._clone_volumes(snap, f"{record.uuid}@{snap.id}", owner=str(new), intent=intent)
         source = snap.app_config()
         refs = {f"{r.uuid}#{r.generation_count}": r for r in source.volume_ref_list}
         config = source.model_copy(
@@ -849,13 +850,16 @@ class Orchestrator:
         snap = self._snapshot(record, snapshot_id, available=True)
         batch = uuidlib.uuid4().hex
         intent = self.store.begin("clone", record.uuid, snap.id, {"target": batch})
-        made = self._clone_volumes(snap, f"{record.uuid}@{snap.id}", owner=batch)
+        made = self._clone_volumes(snap, f"{record.uuid}@{snap.id}", owner=batch, intent=intent)
         self.store.commit(intent)
         return [v for _, v in made]
 
-    def _clone_volumes(self, snap: SnapshotRecord, source: str, owner: str) -> list[tuple[str, VolumeRecord]]:
+    def _clone_volumes(
+        self, snap: SnapshotRecord, source: str, owner: str, intent: str
+    ) -> list[tuple[str, VolumeRecord]]:
         """Clone every volume of `snap`, in the app's order; on a failure the ones
-        made are destroyed again. Each is recorded as soon as it exists."""
+        made are destroyed again and the intent is resolved. Each is recorded as
+        soon as it exists (what a crash leaves, recovery destroys by its owner)."""
         made: list[tuple[str, VolumeRecord]] = []
         try:
             for key in snap.volume_keys or list(snap.volumes):
@@ -885,7 +889,11 @@ class Orchestrator:
                 crashpoint("clone.volume_done")
         except EvesnapError:
             for _, volume in reversed(made):
-                self._destroy_volume(volume)
+                try:
+                    self._destroy_volume(volume)
+                except EvesnapError as undo:  # left recorded: shown by status, removed by clone delete
+                    log.warning("cleanup of cloned volume %s failed: %s", volume.key, undo)
+            self.store.commit(intent)
             raise
         return made
 
@@ -915,7 +923,7 @@ class Orchestrator:
             return f"app {target} ({record.name}) and its {len(volumes)} volume(s)"
         volume = next((v for v in self.volumes.values() if v.spec.uuid == target), None)
         if volume is None or volume.origin != "clone":
-            raise NotFound(f"no clone {target} (clones are listed by 'evesnap status')")
+            raise UnknownTarget(f"no clone {target} (clones are listed by 'evesnap status')")
         users = [str(a.uuid) for a in self.apps.values() if volume in self.app_volumes(a)]
         if users:
             raise EvesnapError(f"volume {target} belongs to app {', '.join(users)}: remove that clone")
@@ -930,13 +938,13 @@ class Orchestrator:
         snap = record.snapshots.get(snapshot_id)
         if snap is None or (available and snap.state != "available"):
             what = "no available snapshot" if available else "no snapshot"
-            raise NotFound(f"{what} {snapshot_id} of app {record.name or record.uuid}")
+            raise UnknownTarget(f"{what} {snapshot_id} of app {record.name or record.uuid}")
         return snap
 
     def _app(self, app: UUID) -> AppRecord:
         record = self.apps.get(app)
         if record is None or record.config is None:
-            raise NotFound(f"no app {app}")
+            raise UnknownTarget(f"no app {app}")
         return record
 
     # ================================================================ volumes
