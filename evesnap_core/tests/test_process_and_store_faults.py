@@ -11,8 +11,8 @@ import pytest
 
 from evesnap_core.durable import atomic_write
 from evesnap_core.errors import CommandFailed, CommandTimeout, NoSpace
-from evesnap_core.orchestrator.records import AppRecord
 from evesnap_core.process import run
+from evesnap_core.records import AppRecord
 from evesnap_core.state.persist_store import PersistStore
 
 

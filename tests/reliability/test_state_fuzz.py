@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from evesnap_core.handler_types import SnapshotInfo, VolumeHandle
 from evesnap_core.model.config import AppInstanceConfig, SnapshotType
-from evesnap_core.orchestrator.records import AppRecord, SnapshotRecord, VolumeSnapshot
+from evesnap_core.records import AppRecord, SnapshotRecord, VolumeSnapshot
 from evesnap_core.state.persist_store import PersistStore
 
 APP = UUID("6a0b3b4e-6a7e-4c3f-9d5a-1f2e3d4c5b6a")

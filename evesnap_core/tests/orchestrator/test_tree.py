@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from evesnap_core.model.config import AppInstanceConfig, SnapshotType
-from evesnap_core.orchestrator.records import AppRecord, SnapshotRecord
 from evesnap_core.orchestrator.tree import children, descendants, walk
+from evesnap_core.records import AppRecord, SnapshotRecord
 
 APP = UUID("6a0b3b4e-6a7e-4c3f-9d5a-1f2e3d4c5b6a")
 T0 = datetime(2026, 12, 1, tzinfo=UTC)

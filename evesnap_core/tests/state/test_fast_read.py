@@ -25,7 +25,7 @@ from pydantic import Field
 from evesnap_core.errors import StateError
 from evesnap_core.handler_types import ReadOnlyExport, SnapshotInfo, VolumeHandle, VolumeSpec
 from evesnap_core.model.config import AppInstanceConfig, DeviceConfig, SnapshotType
-from evesnap_core.orchestrator.records import AppRecord, Problem, SnapshotRecord, VolumeRecord, VolumeSnapshot
+from evesnap_core.records import AppRecord, Problem, SnapshotRecord, VolumeRecord, VolumeSnapshot
 from evesnap_core.state import persist_store, stored
 from evesnap_core.state.files import (
     APP_CONFIG,

@@ -21,7 +21,7 @@ from evesnap_core.errors import LockHeld, StateError
 from evesnap_core.handler_types import SnapshotInfo, VolumeHandle, VolumeSpec
 from evesnap_core.model.config import AppInstanceConfig, DeviceConfig, SnapshotType
 from evesnap_core.orchestrator.engine import Orchestrator
-from evesnap_core.orchestrator.records import AppRecord, SnapshotRecord, VolumeRecord, VolumeSnapshot
+from evesnap_core.records import AppRecord, SnapshotRecord, VolumeRecord, VolumeSnapshot
 from evesnap_core.runtimes.runtime import Runtime
 from evesnap_core.state.lock import writer_lock
 from evesnap_core.state.persist_store import PersistStore

@@ -66,7 +66,10 @@ from evesnap_core.model.info import (
     ZSwState,
 )
 from evesnap_core.orchestrator.content import ContentResolver
-from evesnap_core.orchestrator.records import (
+from evesnap_core.orchestrator.snapshot_plan import KnownSnapshot, plan_snapshots
+from evesnap_core.orchestrator.store import MemoryStore, OrchestratorStore
+from evesnap_core.orchestrator.tree import DeleteScope, children, descendants
+from evesnap_core.records import (
     AppRecord,
     Problem,
     SnapshotOrigin,
@@ -75,9 +78,6 @@ from evesnap_core.orchestrator.records import (
     VolumeSnapshot,
     utcnow,
 )
-from evesnap_core.orchestrator.snapshot_plan import KnownSnapshot, plan_snapshots
-from evesnap_core.orchestrator.store import MemoryStore, OrchestratorStore
-from evesnap_core.orchestrator.tree import DeleteScope, children, descendants
 from evesnap_core.runtime_hookspecs import AppSpec
 from evesnap_core.runtimes.runtime import Runtime
 from evesnap_core.settings import default_runtime_dir

@@ -12,7 +12,7 @@ from typing import Protocol
 from uuid import UUID
 
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.orchestrator.records import AppRecord, Damaged, SnapshotRecord, VolumeRecord
+from evesnap_core.records import AppRecord, Damaged, SnapshotRecord, VolumeRecord
 
 
 class OrchestratorStore(Protocol):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from evesnap_core.orchestrator.records import AppRecord, SnapshotRecord
+from evesnap_core.records import AppRecord, SnapshotRecord
 
 DeleteScope = Literal["snapshot", "with-descendants", "descendants-only", "metadata-only"]
 """What a local delete takes: the snapshot (its children move up to its parent),

@@ -25,9 +25,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from evesnap_core.errors import EvesnapError
-from evesnap_core.orchestrator.records import AppRecord, SnapshotOrigin
 from evesnap_core.policy.hooks import HookResult, run_hook
 from evesnap_core.policy.planner import AppFacts, AppPlan, Plan, SnapshotFact
+from evesnap_core.records import AppRecord, SnapshotOrigin
 
 log = logging.getLogger(__name__)
 

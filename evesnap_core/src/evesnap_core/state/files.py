@@ -24,7 +24,7 @@ from pydantic import Field
 
 from evesnap_core.handler_types import ReadOnlyExport
 from evesnap_core.model.config import DeviceConfig, SnapshotType
-from evesnap_core.orchestrator.records import (
+from evesnap_core.records import (
     AppRecord,
     Problem,
     SnapshotOrigin,

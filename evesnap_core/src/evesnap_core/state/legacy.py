@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from evesnap_core.durable import fsync_dir
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.orchestrator.records import AppRecord, VolumeRecord
+from evesnap_core.records import AppRecord, VolumeRecord
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ import pydantic_core
 from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir, fsync_dir
 from evesnap_core.errors import StateError
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.orchestrator.records import AppRecord, Damaged, SnapshotRecord, VolumeRecord
+from evesnap_core.records import AppRecord, Damaged, SnapshotRecord, VolumeRecord
 from evesnap_core.state import legacy
 from evesnap_core.state.files import (
     APP_CONFIG,

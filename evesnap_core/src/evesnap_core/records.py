@@ -1,8 +1,10 @@
-"""What the orchestrator knows about each app, volume and snapshot.
+"""The domain records: what evesnap knows about each app, volume and snapshot.
 
-These records are the orchestrator's working memory; the state store persists
-them (the snapshot folders of the reference plus per-app state), so that they
-are rebuilt exactly after a restart.
+A module of its own, below everything that uses it: the orchestrator keeps these
+records as its working memory, the state store (`evesnap_core.state`) persists
+them (the snapshot folders of the reference plus per-app state) so that they are
+rebuilt exactly after a restart, and the policy reads them to plan. None of those
+imports another to reach them; the store never imports the orchestrator.
 """
 
 from __future__ import annotations
