@@ -25,8 +25,8 @@ from evesnap_core import (
     VolumeSpec,
     hookimpl,
 )
-from evesnap_core.backend import BackendBug
 from evesnap_core.discovery import load_backends
+from evesnap_core.errors import BackendBug
 
 
 class MemoryBackend:

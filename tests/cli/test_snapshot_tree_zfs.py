@@ -21,7 +21,7 @@ import pytest
 from evesnap_core.cli.session import Session, open_session
 from evesnap_core.errors import EvesnapError
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.model.errors import parse_model
+from evesnap_core.model.validation import parse_model
 
 from ..support import APP, VOL, VOL2, Cli
 from ..zfs_support import put, read, state, zfs_settings

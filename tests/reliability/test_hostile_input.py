@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from evesnap_core.discovery import load_backends
 from evesnap_core.errors import ConfigError, InvalidName
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.model.errors import parse_model
+from evesnap_core.model.validation import parse_model
 
 from ..support import Cli
 

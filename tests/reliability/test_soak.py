@@ -32,7 +32,7 @@ import pytest
 from evesnap_core.cli.session import open_session
 from evesnap_core.discovery import load_backends
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.model.errors import parse_model
+from evesnap_core.model.validation import parse_model
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.testing.conformance.harness import qemu_io_read, qemu_io_write
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pluggy
 
-from evesnap_core.errors import EvesnapError, NotSupported, VolumeLocked
+from evesnap_core.errors import BackendBug, EvesnapError, NotSupported, VolumeLocked
 from evesnap_core.handler_types import (
     BackendInfo,
     Capability,
@@ -56,15 +56,6 @@ CAPABILITY_HOOKS: dict[Capability, tuple[str, ...]] = {
     Capability.LIVE_DELETE: ("evesnap_delete_snapshot",),
 }
 """Hooks a backend must implement for each capability it declares."""
-
-
-class BackendBug(EvesnapError):
-    """A backend broke its contract: an untyped exception or a malformed result."""
-
-    def __init__(self, backend: str, hook: str, detail: str) -> None:
-        self.backend = backend
-        self.hook = hook
-        super().__init__(f"backend {backend!r} failed in {hook}: {detail}")
 
 
 class Backend:

@@ -1,9 +1,15 @@
-"""Typed errors shared by the core and every backend.
+"""Every typed error evesnap raises, in one place.
 
 Callers branch on the type, never on message text: the orchestrator turns a
 `RollbackBlocked` into a report naming the blockers, the conformance suite checks
 that an undeclared capability raises `NotSupported`, and so on. Every error says
 what happened in its message, so that it can be shown to an operator as it is.
+
+Two parts. The first is part of the plugin surface: errors a backend raises (and
+sees from the core's helpers: `CommandFailed` from `process.run`, `QmpError` from
+the QMP client), re-exported by `evesnap_core`. The second is the core's own:
+raised by the orchestrator, the state store, the app runtimes and the backend
+proxy, never by a backend.
 """
 
 from __future__ import annotations
@@ -48,11 +54,6 @@ class BackendUnavailable(EvesnapError):
 
 class NotFound(EvesnapError):
     """Something named does not exist."""
-
-
-class UnknownTarget(NotFound):
-    """An app, snapshot or clone an operator or a controller named is not known to
-    evesnap (not a backend's missing volume or snapshot, which is a failure)."""
 
 
 class VolumeNotFound(NotFound):
@@ -148,6 +149,33 @@ class CommandTimeout(CommandFailed):
         self.args = (f"{self.argv[0]} did not finish within {timeout:g} s and was killed",)
 
 
+class QmpError(EvesnapError):
+    """QEMU refused a QMP command, or could not be reached."""
+
+    def __init__(self, where: str, command: str, detail: str) -> None:
+        self.command = command
+        self.detail = detail
+        super().__init__(f"QMP {command} on {where} failed: {detail}")
+
+
+class QmpTimeout(QmpError):
+    """QEMU did not answer in time (busy monitor, hung QEMU)."""
+
+
+class QmpDisconnected(QmpError):
+    """QEMU is gone: its monitor refused the connection, or closed it before
+    answering (the process died or quit). Whether a command sent just before
+    took effect is unknown: look at what it would have changed."""
+
+
+# ---------------------------------------------------------------- the core's own
+
+
+class UnknownTarget(NotFound):
+    """An app, snapshot or clone an operator or a controller named is not known to
+    evesnap (not a backend's missing volume or snapshot, which is a failure)."""
+
+
 class StateError(EvesnapError):
     """Stored state that cannot be read or trusted."""
 
@@ -168,3 +196,13 @@ class LockHeld(EvesnapError):
 
 class AppRuntimeError(EvesnapError):
     """The app runtime failed to start, stop or describe an app."""
+
+
+class BackendBug(EvesnapError):
+    """A backend broke its contract: an untyped exception or a malformed result
+    (raised by the core's `Backend` proxy, which names the backend and the hook)."""
+
+    def __init__(self, backend: str, hook: str, detail: str) -> None:
+        self.backend = backend
+        self.hook = hook
+        super().__init__(f"backend {backend!r} failed in {hook}: {detail}")

@@ -19,7 +19,7 @@ from evesnap_core.model.config import (
     SnapshotType,
     VolumeContentOriginType,
 )
-from evesnap_core.model.errors import parse_model
+from evesnap_core.model.validation import parse_model
 
 APP = "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
 VOL = "6ba7b811-9dad-41d1-80b4-00c04fd430c8"

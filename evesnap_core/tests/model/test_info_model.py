@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from evesnap_core.model.config import SnapshotType
-from evesnap_core.model.errors import parse_model
 from evesnap_core.model.info import (
     ErrorInfo,
     Severity,
@@ -15,6 +14,7 @@ from evesnap_core.model.info import (
     ZInfoVolume,
     ZSwState,
 )
+from evesnap_core.model.validation import parse_model
 
 
 def test_zinfo_app_prints_json_names_enum_names_and_timestamps() -> None:

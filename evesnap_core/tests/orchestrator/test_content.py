@@ -11,7 +11,7 @@ import pytest
 
 from evesnap_core.errors import ConfigError
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.model.errors import parse_model
+from evesnap_core.model.validation import parse_model
 from evesnap_core.orchestrator.content import ContentResolver, file_url
 
 TREE = str(uuid.uuid4())

@@ -13,7 +13,7 @@ import pytest
 
 from evesnap_core.discovery import load_backends
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.model.errors import parse_model
+from evesnap_core.model.validation import parse_model
 from evesnap_core.orchestrator.content import ContentResolver, file_url
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.runtimes.runtime import Runtime

@@ -15,7 +15,7 @@ from evesnap_core.discovery import load_backends
 from evesnap_core.errors import InUse
 from evesnap_core.handler_types import SnapshotInfo, VolumeHandle
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.model.errors import parse_model
+from evesnap_core.model.validation import parse_model
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.policy.executor import app_facts, execute
 from evesnap_core.policy.planner import AppPlan, Plan, Prune, plan

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from evesnap_core.errors import AppRuntimeError
-from evesnap_core.qemu import Disk, QemuProcess, QmpClient, QmpTimeout
-from evesnap_core.qmp import QmpError
+from evesnap_core.qemu import Disk, QemuProcess, QmpClient, QmpError, QmpTimeout
 
 pytestmark = pytest.mark.qemu
 

@@ -26,7 +26,7 @@ from evesnap_core import (
 )
 from evesnap_core.backend import Backend
 from evesnap_core.discovery import load_backends
-from evesnap_core.qmp import QmpError
+from evesnap_core.qemu import QmpError
 
 MIB = 1024 * 1024
 

@@ -16,7 +16,7 @@ from evesnap_core.cli.reports_view import show, status_json
 from evesnap_core.durable import atomic_write
 from evesnap_core.errors import ConfigError
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.model.errors import parse_model
+from evesnap_core.model.validation import parse_model
 from evesnap_core.orchestrator.engine import Reports
 
 

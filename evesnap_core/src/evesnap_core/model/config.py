@@ -13,7 +13,6 @@ from uuid import UUID
 
 from pydantic import model_validator
 
-from evesnap_core.model.errors import field_error
 from evesnap_core.model.proto import (
     ENUM_AS_NAME,
     NonNegInt64,
@@ -22,6 +21,7 @@ from evesnap_core.model.proto import (
     enum_parser,
     pfield,
 )
+from evesnap_core.model.validation import field_error
 
 
 class SnapshotType(enum.IntEnum):

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from evesnap_core.model.errors import field_error
+from evesnap_core.model.validation import field_error
 
 UINT32_MAX = 2**32 - 1
 INT64_MAX = 2**63 - 1

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evesnap_core.errors import ConfigError
-from evesnap_core.model.errors import parse_model
+from evesnap_core.model.validation import parse_model
 from evesnap_core.policy.cron import CronError, parse_cron
 
 TIERS = ("hourly", "daily", "weekly", "monthly", "yearly")

@@ -5,7 +5,7 @@ owns a private event loop, so it never touches (or is broken by) a loop the
 caller runs. Every wait is bounded: QEMU serves one client per QMP socket and
 makes a second one wait, silently and forever, for the greeting; without a
 connect timeout a busy monitor hangs the caller. QMP errors become
-:class:`~evesnap_core.qmp.QmpError` keeping QEMU's own error class and text.
+:class:`~evesnap_core.errors.QmpError` keeping QEMU's own error class and text.
 
 Events (STOP, RESUME, JOB_STATUS_CHANGE...) are kept as they arrive, so that a
 caller can prove that an operation never paused the guest: watch from a second
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict
 from qemu.qmp import ConnectError, ExecInterruptedError, ExecuteError, QMPClient, QMPError, StateError
 
-from evesnap_core.qmp import QmpError
+from evesnap_core.errors import QmpDisconnected, QmpError, QmpTimeout
 
 T = TypeVar("T")
 
@@ -47,16 +47,6 @@ class _RaisedInstead(logging.Filter):
 
 
 _RAISED_INSTEAD = _RaisedInstead()
-
-
-class QmpTimeout(QmpError):
-    """QEMU did not answer in time (busy monitor, hung QEMU)."""
-
-
-class QmpDisconnected(QmpError):
-    """QEMU is gone: its monitor refused the connection, or closed it before
-    answering (the process died or quit). Whether a command sent just before
-    took effect is unknown: look at what it would have changed."""
 
 
 class QmpEvent(BaseModel):

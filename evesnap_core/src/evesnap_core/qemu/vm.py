@@ -31,11 +31,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evesnap_core.errors import AppRuntimeError, CommandFailed
+from evesnap_core.errors import AppRuntimeError, CommandFailed, QmpError
 from evesnap_core.handler_types import LiveAttachment
 from evesnap_core.process import run
 from evesnap_core.qemu.qmp_client import QmpClient
-from evesnap_core.qmp import QmpError
 
 QEMU_SYSTEM = "qemu-system-x86_64"
 START_TIMEOUT = 60.0

@@ -18,8 +18,7 @@ from pathlib import Path
 from evesnap_core import SnapshotNotFound, VolumeHandle
 from evesnap_core.crashpoints import crashpoint
 from evesnap_core.errors import AppRuntimeError
-from evesnap_core.qemu import QmpClient, QmpDisconnected
-from evesnap_core.qmp import QmpError
+from evesnap_core.qemu import QmpClient, QmpDisconnected, QmpError
 
 
 def _socket(volumes: Sequence[VolumeHandle]) -> Path:
