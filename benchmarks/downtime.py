@@ -22,7 +22,7 @@ from pathlib import Path
 
 from evesnap_core import VolumeSpec
 from evesnap_core.discovery import load_backends
-from evesnap_core.qemu import Disk, QemuProcess
+from evesnap_core.testing.qemu_vm import Disk, QemuProcess
 
 
 def main() -> None:

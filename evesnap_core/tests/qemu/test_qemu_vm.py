@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from evesnap_core.errors import AppRuntimeError
-from evesnap_core.qemu import Disk, QemuProcess, QmpClient, QmpError, QmpTimeout
+from evesnap_core.qemu import QmpClient, QmpError, QmpTimeout
+from evesnap_core.testing.qemu_vm import Disk, QemuProcess
 
 pytestmark = pytest.mark.qemu
 

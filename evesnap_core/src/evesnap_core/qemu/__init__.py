@@ -1,18 +1,16 @@
-"""QEMU for evesnap: a synchronous QMP client (and its errors) and a qemu-system launcher.
+"""QEMU for evesnap: a synchronous QMP client (and its errors) and the one qemu-system command line.
 
 In the core because more than one backend and tool needs them: the qcow2
-backend's live path uses the client (bounded waits, events kept), and tests,
-benchmarks and conformance harnesses use the launcher to have a real QEMU
-hold real images and to prove from a second monitor that a guest never paused.
+backend's live path uses the client (bounded waits, events kept); the QEMU app
+runtime and the test launcher (`evesnap_core.testing.qemu_vm`, a real QEMU
+holding real images for tests and benchmarks) build their command line with
+`evesnap_core.qemu.command_line`.
 """
 
 from evesnap_core.errors import QmpDisconnected, QmpError, QmpTimeout
 from evesnap_core.qemu.qmp_client import QmpClient, QmpEvent, RunStatus
-from evesnap_core.qemu.vm import Disk, QemuProcess
 
 __all__ = [
-    "Disk",
-    "QemuProcess",
     "QmpClient",
     "QmpDisconnected",
     "QmpError",

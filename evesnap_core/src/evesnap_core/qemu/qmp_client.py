@@ -9,7 +9,7 @@ connect timeout a busy monitor hangs the caller. QMP errors become
 
 Events (STOP, RESUME, JOB_STATUS_CHANGE...) are kept as they arrive, so that a
 caller can prove that an operation never paused the guest: watch from a second
-QMP monitor (see :class:`evesnap_core.qemu.vm.QemuProcess`) and read
+QMP monitor (see :class:`evesnap_core.testing.qemu_vm.QemuProcess`) and read
 :meth:`QmpClient.events` afterwards.
 """
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import time
@@ -28,10 +27,10 @@ from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir
 from evesnap_core.errors import AppRuntimeError, CommandFailed
 from evesnap_core.handler_types import LiveAttachment, VolumeHandle
 from evesnap_core.process import run
+from evesnap_core.qemu.command_line import Drive, command_line
 from evesnap_core.runtime_hookspecs import AppRunState, AppSpec, runtime_hookimpl
 from evesnap_core.settings import RUNTIME_DIR_ENV, default_runtime_dir
 
-QEMU = "qemu-system-x86_64"
 START_TIMEOUT = 60.0
 
 
@@ -58,20 +57,21 @@ def guest_device(index: int) -> str:
     return f"/machine/peripheral/{device_id(index)}/virtio-backend"
 
 
-def _blockdev(index: int, volume: VolumeHandle) -> str:
+def _drive(index: int, volume: VolumeHandle) -> Drive:
     if volume.format == "zvol":
         file_node: dict[str, Any] = {"driver": "host_device", "filename": f"/dev/zvol/{volume.location}"}
         fmt = "raw"
     else:
         file_node = {"driver": "file", "filename": str(Path(volume.location).resolve())}
         fmt = volume.format
-    return json.dumps(
-        {
+    return Drive(
+        blockdev={
             "driver": fmt,
             "node-name": node_name(index),
             "file": {**file_node, "node-name": f"file{index}"},
             "read-only": False,
-        }
+        },
+        device_id=device_id(index),
     )
 
 
@@ -133,31 +133,14 @@ class QemuRuntime:
         for stale in (sock, pidfile):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
-        argv = [
-            QEMU,
-            "-name",
+        argv = command_line(
             f"evesnap-{app.uuid}",
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-accel",
-            self.accel,
-            "-m",
-            str(self.memory_mb or app.memory_mb),
-            "-qmp",
-            f"unix:{sock},server=on,wait=off",
-            "-pidfile",
-            str(pidfile),
-            "-daemonize",
-        ]
-        for index, volume in enumerate(app.volumes):
-            argv += [
-                "-blockdev",
-                _blockdev(index, volume),
-                "-device",
-                f"virtio-blk-pci,drive={node_name(index)},id={device_id(index)}",
-            ]
+            accel=self.accel,
+            memory_mb=self.memory_mb or app.memory_mb,
+            qmp_sockets=(sock,),
+            pidfile=pidfile,
+            drives=[_drive(index, volume) for index, volume in enumerate(app.volumes)],
+        )
         try:
             run(argv, timeout=START_TIMEOUT)
         except CommandFailed as exc:

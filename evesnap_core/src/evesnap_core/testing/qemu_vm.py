@@ -1,4 +1,8 @@
-"""A qemu-system process holding disk images, for live tests, benchmarks and tools.
+"""A qemu-system process holding disk images, for live tests and benchmarks.
+
+Test support, not the product: the agent runs apps through the QEMU runtime
+(`evesnap_core.runtimes.qemu`); both build their command line with
+`evesnap_core.qemu.command_line`.
 
 No guest OS is needed: QEMU with the images attached holds them exactly as a
 running app would (write locks, its own qcow2 caches), and takes QMP commands.
@@ -18,7 +22,6 @@ The process is started with ``-daemonize`` through :func:`evesnap_core.process.r
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -34,9 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from evesnap_core.errors import AppRuntimeError, CommandFailed, QmpError
 from evesnap_core.handler_types import LiveAttachment
 from evesnap_core.process import run
+from evesnap_core.qemu.command_line import QEMU_SYSTEM, Drive, command_line
 from evesnap_core.qemu.qmp_client import QmpClient
 
-QEMU_SYSTEM = "qemu-system-x86_64"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 MAX_SOCKET_PATH = 107
@@ -56,11 +59,10 @@ class Disk(BaseModel):
     """O_DIRECT on the image file (``cache.direct=on``)."""
 
 
-def blockdev_argument(disk: Disk) -> str:
-    """The ``-blockdev`` JSON for `disk`: JSON, so that commas and other option
-    syntax in the file name are never parsed as QEMU options."""
-    return json.dumps(
-        {
+def drive(disk: Disk, index: int) -> Drive:
+    """`disk` as the command line's drive ``disk<index>``."""
+    return Drive(
+        blockdev={
             "driver": disk.format,
             "node-name": disk.node_name,
             "file": {
@@ -69,7 +71,8 @@ def blockdev_argument(disk: Disk) -> str:
                 "node-name": f"{disk.node_name}-file",
                 "cache": {"direct": disk.cache_direct},
             },
-        }
+        },
+        device_id=f"disk{index}",
     )
 
 
@@ -103,34 +106,14 @@ class QemuProcess:
 
     def argv(self) -> list[str]:
         """The qemu-system command line (no shell ever sees it)."""
-        argv = [
-            QEMU_SYSTEM,
-            "-name",
+        return command_line(
             self.name,
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-accel",
-            self.accel,
-            "-m",
-            str(self.memory_mb),
-            "-qmp",
-            f"unix:{self.control_socket},server=on,wait=off",
-            "-qmp",
-            f"unix:{self.watch_socket},server=on,wait=off",
-            "-pidfile",
-            str(self.pidfile),
-            "-daemonize",
-        ]
-        for index, disk in enumerate(self.disks):
-            argv += [
-                "-blockdev",
-                blockdev_argument(disk),
-                "-device",
-                f"virtio-blk-pci,drive={disk.node_name},id=disk{index}",
-            ]
-        return argv
+            accel=self.accel,
+            memory_mb=self.memory_mb,
+            qmp_sockets=(self.control_socket, self.watch_socket),
+            pidfile=self.pidfile,
+            drives=[drive(disk, index) for index, disk in enumerate(self.disks)],
+        )
 
     # ------------------------------------------------------------ lifecycle
 
