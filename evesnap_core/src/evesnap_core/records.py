@@ -151,9 +151,3 @@ class AppRecord(BaseModel):
     current_snapshot: str | None = None
     snapshots: dict[str, SnapshotRecord] = Field(default_factory=dict)
     problems: list[Problem] = Field(default_factory=list)
-
-    def available(self) -> list[SnapshotRecord]:
-        return sorted(
-            (s for s in self.snapshots.values() if s.state == "available"),
-            key=lambda s: s.created or s.requested,
-        )

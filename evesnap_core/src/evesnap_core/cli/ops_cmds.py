@@ -17,7 +17,7 @@ from evesnap_core.durable import atomic_write
 from evesnap_core.errors import ConfigError
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.validation import parse_model
-from evesnap_core.orchestrator.engine import Reports
+from evesnap_core.orchestrator.reports import Reports
 
 
 def _read_config(path: Path) -> DeviceConfig:

@@ -9,7 +9,8 @@ import click
 from evesnap_core.cli.output import print_json, print_table
 from evesnap_core.errors import EvesnapError
 from evesnap_core.handler_types import LiveAttachment
-from evesnap_core.orchestrator.engine import Orchestrator, Reports
+from evesnap_core.orchestrator.engine import Orchestrator
+from evesnap_core.orchestrator.reports import Reports
 
 
 def status_json(orch: Orchestrator, reports: Reports, sizes: bool = True) -> dict[str, Any]:

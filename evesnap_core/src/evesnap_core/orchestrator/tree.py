@@ -7,7 +7,7 @@ Pure functions over an AppRecord: the engine changes the tree, these read it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from evesnap_core.records import AppRecord, SnapshotRecord
@@ -16,6 +16,37 @@ DeleteScope = Literal["snapshot", "with-descendants", "descendants-only", "metad
 """What a local delete takes: the snapshot (its children move up to its parent),
 the snapshot and everything below it, only what is below it, or only evesnap's
 record of it (the backend's snapshots stay, for an operator to deal with)."""
+
+
+def delete_targets(record: AppRecord, snap: SnapshotRecord, scope: DeleteScope) -> list[SnapshotRecord]:
+    """The snapshots a local delete of `snap` with `scope` takes, deepest first."""
+    below = descendants(record, snap.id)
+    return {
+        "snapshot": [snap],
+        "with-descendants": [*below, snap],
+        "descendants-only": below,
+        "metadata-only": [snap],
+    }[scope]
+
+
+@dataclass
+class DeleteOutcome:
+    """What a local delete did, snapshot by snapshot."""
+
+    deleted: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    """Waiting for the app to stop (its backends cannot delete live)."""
+    failed: dict[str, str] = field(default_factory=dict)
+    forgotten: dict[str, list[str]] = field(default_factory=dict)
+    """Metadata-only: the record is gone; these backend snapshots stay."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "deleted": self.deleted,
+            "pending": self.pending,
+            "failed": self.failed,
+            "forgotten": self.forgotten,
+        }
 
 
 @dataclass(frozen=True)
@@ -85,10 +116,3 @@ def _depth(record: AppRecord, snap: SnapshotRecord) -> int:
         snap = record.snapshots[snap.parent]
         depth += 1
     return depth
-
-
-def newer_than(record: AppRecord, snapshot_id: str) -> list[SnapshotRecord]:
-    """Available snapshots created after `snapshot_id`, oldest first."""
-    target = record.snapshots[snapshot_id]
-    after = _key(target)
-    return [s for s in record.available() if _key(s) > after]

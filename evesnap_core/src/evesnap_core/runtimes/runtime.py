@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -49,13 +48,3 @@ class Runtime:
 
     def running_apps(self) -> Sequence[UUID]:
         return list(self._call("evesnap_runtime_running_apps") or [])
-
-    def wait_stopped(self, app_id: UUID, timeout: float) -> bool:
-        """Poll until the app is stopped (for runtimes where something else stops it)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.state(app_id) != "running":
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
