@@ -34,11 +34,15 @@ from typing import Any
 
 from evesnap_core.discovery import Registry, load_backends
 from evesnap_core.model.config import DeviceConfig
-from evesnap_core.model.validation import parse_model
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.runtimes.runtime import Runtime
 from evesnap_core.state.persist_store import PersistStore
 from evesnap_core.testing.memory import InstantRuntime, MemoryBackend
+
+try:
+    from evesnap_core.model.validation import parse_model
+except ImportError:  # --baseline of a revision before model/errors.py became model/validation.py
+    from evesnap_core.model.errors import parse_model
 
 
 def device_config(apps: int) -> DeviceConfig:

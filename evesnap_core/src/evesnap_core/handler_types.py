@@ -1,4 +1,4 @@
-"""The values that cross the boundary between the core and a volume handler.
+"""The values that cross the boundary between the core and a backend (the plugin API).
 
 Backends receive and return these (pydantic v2 models), never raw dicts, so a
 third-party backend gets validation for free and the core can store what a

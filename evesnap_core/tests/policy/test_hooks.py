@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from evesnap_core.policy.hooks import run_hook
+from evesnap_core.policy.commands import run_command as run_hook
 
 
 def script(tmp_path: Path, body: str, name: str = "hook.sh") -> str:

@@ -1,4 +1,4 @@
-"""The executor: carry out a plan through the orchestrator, hooks around each snapshot.
+"""The executor: carry out a plan through the orchestrator, commands around each snapshot.
 
 Why separate from the planner: this is the only part with side effects, and it
 re-checks what it touches instead of trusting a plan that may be stale. Rules:
@@ -6,8 +6,9 @@ re-checks what it touches instead of trusting a plan that may be stale. Rules:
 - each app is independent: any failure is recorded on that app and the next
   app is processed;
 - a snapshot is taken with ``Orchestrator.snapshot_now(app, origin="schedule")``
-  between the pre-hook (a non-zero exit or a timeout vetoes it, reported with
-  the hook's stderr) and the post-hook (run after every attempted snapshot);
+  between the pre-snapshot command (a non-zero exit or a timeout vetoes it,
+  reported with its stderr) and the post-snapshot command (run after every
+  attempted snapshot);
 - when an app's scheduled snapshot was not taken (veto, failure), none of its
   snapshots are pruned in that run: the plan counted the new snapshot as taken,
   and a failing schedule must never thin out the snapshots it failed to replace;
@@ -25,13 +26,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from evesnap_core.errors import EvesnapError
-from evesnap_core.policy.hooks import HookResult, run_hook
+from evesnap_core.policy.commands import CommandResult, run_command
 from evesnap_core.policy.planner import AppFacts, AppPlan, Plan, SnapshotFact
 from evesnap_core.records import AppRecord, SnapshotOrigin
 
 log = logging.getLogger(__name__)
 
-HookRunner = Callable[[Sequence[str], float, Mapping[str, str]], HookResult]
+CommandRunner = Callable[[Sequence[str], float, Mapping[str, str]], CommandResult]
 
 
 class Target(Protocol):
@@ -66,7 +67,7 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class HookOutcome(Frozen):
+class CommandOutcome(Frozen):
     argv: tuple[str, ...]
     ok: bool
     returncode: int | None
@@ -75,7 +76,7 @@ class HookOutcome(Frozen):
     detail: str
 
     @classmethod
-    def of(cls, result: HookResult) -> HookOutcome:
+    def of(cls, result: CommandResult) -> CommandOutcome:
         return cls(
             argv=result.argv,
             ok=result.ok,
@@ -99,8 +100,8 @@ class AppOutcome(Frozen):
     vetoed: bool = False
     refused: str | None = None
     error: str | None = None
-    pre_hook: HookOutcome | None = None
-    post_hook: HookOutcome | None = None
+    pre_hook: CommandOutcome | None = None
+    post_hook: CommandOutcome | None = None
     prunes: tuple[PruneOutcome, ...] = ()
 
     @property
@@ -121,14 +122,14 @@ class Execution(Frozen):
         return all(a.ok for a in self.apps)
 
 
-def execute(plan: Plan, target: Target, hook_runner: HookRunner = run_hook) -> Execution:
+def execute(plan: Plan, target: Target, run: CommandRunner = run_command) -> Execution:
     """Carry out `plan`; never raises for one app's failure."""
     outcomes = []
     for app_plan in plan.apps:
         if not app_plan.enabled:
             continue
         try:
-            outcomes.append(_run_app(app_plan, target, hook_runner))
+            outcomes.append(_run_app(app_plan, target, run))
         except Exception as exc:  # one app's failure never stops the others
             log.exception("policy: app %s", app_plan.app)
             outcomes.append(
@@ -139,12 +140,12 @@ def execute(plan: Plan, target: Target, hook_runner: HookRunner = run_hook) -> E
     return Execution(apps=tuple(outcomes))
 
 
-def _run_app(app_plan: AppPlan, target: Target, hook_runner: HookRunner) -> AppOutcome:
+def _run_app(app_plan: AppPlan, target: Target, run: CommandRunner) -> AppOutcome:
     created: str | None = None
     error: str | None = None
     vetoed = False
-    pre: HookOutcome | None = None
-    post: HookOutcome | None = None
+    pre: CommandOutcome | None = None
+    post: CommandOutcome | None = None
     env = {
         "EVESNAP_APP": str(app_plan.app),
         "EVESNAP_APP_NAME": app_plan.name,
@@ -153,7 +154,7 @@ def _run_app(app_plan: AppPlan, target: Target, hook_runner: HookRunner) -> AppO
     hooks = app_plan.hooks
     if app_plan.create:
         if hooks.pre:
-            pre = HookOutcome.of(hook_runner(hooks.pre, hooks.timeout, {**env, "EVESNAP_HOOK": "pre"}))
+            pre = CommandOutcome.of(run(hooks.pre, hooks.timeout, {**env, "EVESNAP_HOOK": "pre"}))
             if not pre.ok:
                 vetoed = True
                 error = f"pre-hook vetoed the snapshot: {pre.detail}"
@@ -170,7 +171,7 @@ def _run_app(app_plan: AppPlan, target: Target, hook_runner: HookRunner) -> AppO
                     "EVESNAP_SNAPSHOT": created or "",
                     "EVESNAP_SNAPSHOT_RESULT": "ok" if created else "failed",
                 }
-                post = HookOutcome.of(hook_runner(hooks.post, hooks.timeout, post_env))
+                post = CommandOutcome.of(run(hooks.post, hooks.timeout, post_env))
     if app_plan.create and created is None:
         prunes = tuple(
             PruneOutcome(

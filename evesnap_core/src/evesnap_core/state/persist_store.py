@@ -18,6 +18,11 @@ never leaves a snapshot with some of its files. At start, leftovers of such a
 crash are cleared, every folder is read and matched to its app by the app UUID,
 and whatever cannot be read is moved to the quarantine and reported as an
 error on its snapshot (or app), without stopping anything else from loading.
+
+Longer than 400 lines on purpose: it is the one implementation of
+`OrchestratorStore`, and the layout above, the crash-safe write order and the
+fast start-up read that depends on it are checked together in this one file
+(the file formats themselves are in `stored.py` and `files.py`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""Running a pre- or post-snapshot hook: an argument list, never a shell, with a timeout.
+"""Running a pre- or post-snapshot command: an argument list, never a shell, with a timeout.
 
-Why its own module: a hook is someone else's program running with evesnap's
+The policy file names these commands in its ``hooks`` table (a name kept for
+the file's sake); in the code a "hook" is only ever a pluggy hook.
+
+Why its own module: such a command is someone else's program running with evesnap's
 privileges, so it is started without a shell (no quoting surprises), in its own
 process group (a timeout kills it and everything it started), with stdin
 closed, and what it printed on stderr is kept (tail) for the report that says
@@ -18,11 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 TAIL = 2000
-"""Characters of a hook's stderr/stdout kept for the report."""
+"""Characters of a command's stderr/stdout kept for the report."""
 
 
 @dataclass(frozen=True)
-class HookResult:
+class CommandResult:
     argv: tuple[str, ...]
     returncode: int | None
     """None when it could not start or was killed at its timeout."""
@@ -52,8 +55,10 @@ def _tail(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")[-TAIL:]
 
 
-def run_hook(argv: Sequence[str], timeout: float, extra_env: Mapping[str, str] | None = None) -> HookResult:
-    """Run `argv` to completion or until `timeout` seconds; never raises for the hook's faults."""
+def run_command(
+    argv: Sequence[str], timeout: float, extra_env: Mapping[str, str] | None = None
+) -> CommandResult:
+    """Run `argv` to completion or until `timeout` seconds; never raises for the command's faults."""
     env = dict(os.environ)
     env.update(extra_env or {})
     started = time.monotonic()
@@ -67,18 +72,18 @@ def run_hook(argv: Sequence[str], timeout: float, extra_env: Mapping[str, str] |
             start_new_session=True,
         )
     except OSError as exc:
-        return HookResult(tuple(argv), None, "", "", 0.0, start_error=exc.strerror or str(exc))
+        return CommandResult(tuple(argv), None, "", "", 0.0, start_error=exc.strerror or str(exc))
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):  # the hook's own group: it and its children
+        with contextlib.suppress(ProcessLookupError):  # the command's own group: it and its children
             os.killpg(proc.pid, signal.SIGKILL)
         try:
             out, err = proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:  # a descendant left the group and holds the pipes
             out, err = b"", b"(output lost: a descendant of the hook still holds its pipes)"
             proc.wait()
-        return HookResult(
+        return CommandResult(
             tuple(argv), None, _tail(err), _tail(out), time.monotonic() - started, timed_out=True
         )
-    return HookResult(tuple(argv), proc.returncode, _tail(err), _tail(out), time.monotonic() - started)
+    return CommandResult(tuple(argv), proc.returncode, _tail(err), _tail(out), time.monotonic() - started)
