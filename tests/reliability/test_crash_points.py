@@ -76,7 +76,7 @@ def run_phase(device: Cli, config: dict[str, Any], crash_at: str | None, done: A
     try:
         return device.wait_reports(reports, done)
     finally:
-        assert device.stop_agent() == 0
+        assert device.stop_agent() == 143  # SIGTERM: one line, exit 128+15
 
 
 def app(reports: dict[str, Any]) -> dict[str, Any]:

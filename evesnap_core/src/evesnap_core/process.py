@@ -3,20 +3,85 @@
 Argument lists only, never a shell; a timeout on every call, after which the
 whole process group is killed; stderr kept in the error raised. Backends use
 this instead of calling subprocess themselves.
+
+Children never outlive evesnap unseen: each one is started with
+``PR_SET_PDEATHSIG`` (the kernel kills it when the evesnap thread that started
+it dies, even by SIGKILL), so no half-done backend step (a ``qemu-img
+snapshot -c``) finishes behind an evesnap that restarted and recovered. As a
+second net, every child carries ``EVESNAP_OWNER=<persist tag>:<pid>`` in its
+environment: `wait_for_orphans` finds children of a dead evesnap on the same
+persist folder (a kernel without PDEATHSIG, a daemon that forked away) and
+waits for them, or kills them, before the next writer goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import hashlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from evesnap_core.errors import CommandFailed, CommandTimeout
 
 DEFAULT_TIMEOUT = 120.0
 """The reference gives qemu-img two minutes; so do we, unless told otherwise."""
+
+OWNER_ENV = "EVESNAP_OWNER"
+_PR_SET_PDEATHSIG = 1
+
+_owner: str | None = None
+"""The persist folder's tag of this process (set by the session that opened it)."""
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl: Callable[..., int] = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_prctl = _load_prctl()
+
+
+def persist_tag(persist: Path) -> str:
+    """A short name of a persist folder (also in QMP socket names)."""
+    return hashlib.sha256(str(persist.resolve()).encode()).hexdigest()[:8]
+
+
+def set_owner(persist: Path) -> str:
+    """Mark every later child as this process's, working on `persist`."""
+    global _owner
+    _owner = persist_tag(persist)
+    return _owner
+
+
+def die_with_parent(parent: int | None = None) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGKILL when its parent thread dies (and
+    exits at once if the parent is already gone)."""
+    expected = parent if parent is not None else os.getpid()
+
+    def preexec() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != expected:  # the parent died before prctl took effect
+            os._exit(137)
+
+    return preexec
+
+
+def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child: `env` (or ours) plus the owner mark."""
+    out = dict(env) if env is not None else dict(os.environ)
+    if _owner is not None:
+        out[OWNER_ENV] = f"{_owner}:{os.getpid()}"
+    return out
 
 
 def run(
@@ -33,13 +98,14 @@ def run(
     if isinstance(argv, (str, bytes)):
         raise TypeError("argv must be a list of arguments, never a shell string")
     args = [os.fspath(a) for a in argv]
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # preexec_fn only calls prctl and getppid (thread-safe)
         args,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=dict(env) if env is not None else None,
+        env=child_env(env),
         start_new_session=True,
+        preexec_fn=die_with_parent(),
     )
     try:
         out, err = proc.communicate(input=input, timeout=timeout)
@@ -60,3 +126,85 @@ def run(
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------ finding processes
+
+
+def pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]  # noqa: PTH208 (fast)
+
+
+def cmdline(pid: int) -> list[str]:
+    """A process's argv ([] when it is gone or unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
+def _owner_mark(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    prefix = f"{OWNER_ENV}=".encode()
+    for item in raw.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix) :].decode(errors="replace")
+    return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def orphans(tag: str, exclude: Callable[[list[str]], bool] = lambda argv: False) -> list[int]:
+    """Children of an evesnap on persist folder `tag` that is no longer alive."""
+    found = []
+    me = os.getpid()
+    for pid in pids():
+        if pid == me:
+            continue
+        mark = _owner_mark(pid)
+        if mark is None or not mark.startswith(f"{tag}:"):
+            continue
+        owner = mark.split(":", 1)[1]
+        if owner.isdigit() and (int(owner) == me or alive(int(owner))):
+            continue  # a living evesnap's own child (a reader's qemu-img info)
+        if exclude(cmdline(pid)):
+            continue
+        found.append(pid)
+    return found
+
+
+def is_vm_or_export(argv: list[str]) -> bool:
+    """Children meant to outlive their evesnap: an app's QEMU (the runtime finds
+    those by name) and a read-only export's qemu-nbd (the backend tracks it)."""
+    name = Path(argv[0]).name if argv else ""
+    return name.startswith("qemu-system") or name == "qemu-nbd"
+
+
+def wait_for_orphans(tag: str, timeout: float = 30.0) -> list[int]:
+    """Wait for the orphaned children of a dead evesnap on `tag` to end (a
+    half-done step must finish before recovery looks at its result); kill those
+    still running after `timeout`. Returns the pids that were found."""
+    found = orphans(tag, is_vm_or_export)
+    deadline = time.monotonic() + timeout
+    left = found
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if alive(p)]
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in left:
+        end = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < end:
+            time.sleep(0.02)
+    return found

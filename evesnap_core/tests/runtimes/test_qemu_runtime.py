@@ -73,3 +73,68 @@ def test_start_failure_names_the_app(tmp_path: Path, runtime: Runtime) -> None:
     with pytest.raises(AppRuntimeError, match=r"\(broken\) failed to start"):
         runtime.start(app)
     assert runtime.state(app.uuid) == "stopped"
+
+
+def _qemus(app: uuid.UUID) -> list[int]:
+    from evesnap_core.process import cmdline, pids
+
+    return [p for p in pids() if f"evesnap-{app}" in cmdline(p)]
+
+
+def test_a_lost_vm_is_adopted_not_doubled(tmp_path: Path, runtime: Runtime) -> None:
+    """evesnap killed after QEMU launched but before started.json: the next start
+    finds the VM by its name and pid file path and adopts it."""
+    volumes = (image(tmp_path / "a.qcow2"),)
+    app = AppSpec(uuid=uuid.uuid4(), name="vm", version="1", volumes=volumes)
+    runtime.start(app)
+    [pid] = _qemus(app.uuid)
+    folder = tmp_path / "persist" / "run" / "apps" / str(app.uuid)
+    (folder / "started.json").unlink()  # as if killed before it was written
+    (folder / "qemu.pid").unlink()  # and the pid file gone too: found by its command line
+    assert runtime.state(app.uuid) == "stopped"
+    runtime.start(app)
+    assert _qemus(app.uuid) == [pid]
+    assert runtime.state(app.uuid) == "running"
+    assert runtime.attachments(app.uuid)[volumes[0].key].qmp_socket.exists()
+    assert runtime.stop(app.uuid, timeout=10)
+    assert _qemus(app.uuid) == []
+
+
+def test_a_lost_vm_with_other_volumes_is_stopped_first(tmp_path: Path, runtime: Runtime) -> None:
+    first = AppSpec(uuid=uuid.uuid4(), name="vm", version="1", volumes=(image(tmp_path / "a.qcow2"),))
+    runtime.start(first)
+    [old] = _qemus(first.uuid)
+    (tmp_path / "persist" / "run" / "apps" / str(first.uuid) / "started.json").unlink()
+    second = first.model_copy(update={"volumes": (image(tmp_path / "b.qcow2"),)})
+    runtime.start(second)
+    [new] = _qemus(first.uuid)
+    assert new != old
+    assert runtime.stop(first.uuid, timeout=10)
+
+
+def test_a_lost_vm_is_stopped_by_stop(tmp_path: Path, runtime: Runtime) -> None:
+    app = AppSpec(uuid=uuid.uuid4(), name="vm", version="1", volumes=(image(tmp_path / "a.qcow2"),))
+    runtime.start(app)
+    (tmp_path / "persist" / "run" / "apps" / str(app.uuid) / "started.json").unlink()
+    assert runtime.stop(app.uuid, timeout=10)
+    assert _qemus(app.uuid) == []
+
+
+def test_a_foreign_client_on_the_operators_monitor_never_blocks_evesnap(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    from evesnap_core.qemu import QmpClient
+
+    volumes = (image(tmp_path / "a.qcow2"),)
+    app = AppSpec(uuid=uuid.uuid4(), name="vm", version="1", volumes=volumes)
+    runtime.start(app)
+    own = runtime.attachments(app.uuid)[volumes[0].key].qmp_socket
+    operators = next(p for p in own.parent.parent.glob(f"*-{app.uuid}.qmp"))
+    assert own != operators and (own.parent.stat().st_mode & 0o777) == 0o700
+    held = QEMUMonitorProtocol(str(operators))
+    held.connect()  # an operator's client, never let go
+    try:
+        with QmpClient(own) as qmp:
+            assert qmp.command("query-status")["status"] == "running"
+    finally:
+        held.close()

@@ -29,6 +29,10 @@ def session_or_fail(
     except LockHeld as exc:
         fail(str(exc), "stop it, or use another --persist", EXIT_LOCKED)
         raise
+    except OSError as exc:  # a read-only persist folder, an unwritable HOME or runtime dir
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"cannot use {where}{exc.strerror or exc}", "check the folder and its permissions", EXIT_INVALID)
+        raise
 
 
 def app_or_fail(session: Session, app: str) -> UUID:

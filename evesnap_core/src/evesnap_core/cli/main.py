@@ -76,4 +76,15 @@ def cli(ctx: click.Context, persist: Path | None, runtime: str, verbose: int) ->
 
 
 def main() -> None:
-    cli(prog_name="evesnap")
+    from evesnap_core.cli.interrupt import Interrupted, install
+
+    install()
+    try:
+        cli(prog_name="evesnap")
+    except Interrupted as exc:
+        click.echo(exc.line, err=True)
+        raise SystemExit(exc.exit_code) from None
+    except OSError as exc:  # the persist folder, HOME, the runtime dir: not writable, full...
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"evesnap: error: {where}{exc.strerror or exc}", err=True)
+        raise SystemExit(2) from None

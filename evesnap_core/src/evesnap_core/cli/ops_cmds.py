@@ -5,12 +5,12 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
 
 from evesnap_core.cli.common import EXIT_FAILED, EXIT_INVALID, session_or_fail
+from evesnap_core.cli.interrupt import StopFlag
 from evesnap_core.cli.output import fail
 from evesnap_core.cli.reports_view import show, status_json
 from evesnap_core.durable import atomic_write
@@ -116,17 +116,12 @@ def agent(
     """Run until SIGTERM: reconcile whenever CONFIG changes (and every --resync
     seconds), write the reports.
 
-    On SIGTERM the step in flight finishes (or stays journalled) and the agent
-    exits 0. An invalid config is reported and the previous one stays applied.
+    On SIGTERM (SIGINT) the step in flight finishes (or stays journalled) and
+    the agent exits 143 (130) after one line. An invalid config is reported and
+    the previous one stays applied; a missing one is waited for, said once.
     """
-    stopping = False
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_term)  # first: a stop during start-up is clean too
-    signal.signal(signal.SIGINT, on_term)
+    stopping = StopFlag()
+    stopping.install()  # first: a stop during start-up is clean too
     session = session_or_fail(obj, base_dir=config_path.resolve().parent)
     reports_path = reports_path or obj.persist / "reports.json"
     seen: tuple[int, int] | None = None
@@ -136,12 +131,18 @@ def agent(
         from evesnap_core.cli.policy_cmd import agent_policy_tick
 
         policy_tick = agent_policy_tick(policy_path, session)
+    waiting_said = False
     while not stopping:
         try:
             stat = config_path.stat()
             stamp = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
+        except OSError as exc:
             stamp = None
+            if not waiting_said:  # once, not every interval
+                click.echo(f"evesnap agent: waiting for {config_path} ({exc.strerror})", err=True)
+                waiting_said = True
+        else:
+            waiting_said = False
         due = resync > 0 and time.monotonic() - last >= resync
         if stamp is not None and (stamp != seen or due):
             seen, last = stamp, time.monotonic()
@@ -162,7 +163,9 @@ def agent(
         deadline = time.monotonic() + interval
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.05)
-    click.echo("evesnap agent: stopped", err=True)
+    name = signal.Signals(stopping.signum or signal.SIGTERM).name
+    click.echo(f"evesnap agent: stopped by {name}", err=True)
+    raise SystemExit(stopping.exit_code)
 
 
 def _json_bytes(data: Any) -> bytes:

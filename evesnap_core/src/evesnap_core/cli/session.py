@@ -12,6 +12,7 @@ from evesnap_core.errors import ConfigError
 from evesnap_core.handler_types import ProgressCallback
 from evesnap_core.orchestrator.content import ContentResolver
 from evesnap_core.orchestrator.engine import Orchestrator
+from evesnap_core.process import set_owner, wait_for_orphans
 from evesnap_core.runtimes.loader import load_runtime
 from evesnap_core.settings import default_volume_format
 from evesnap_core.state.lock import check_persist, writer_lock
@@ -52,8 +53,10 @@ def open_session(
     """Everything a command needs; `write` commands hold the persist folder's lock."""
     ensure_dir(persist)
     check_persist(persist)
+    tag = set_owner(persist)  # every child is marked as this process's
     if write:
         writer_lock(persist)
+        wait_for_orphans(tag)  # a dead writer's half-done step ends before recovery looks
     registry = load_backends(persist)
     store = PersistStore(persist, writable=write)
     orchestrator = Orchestrator(

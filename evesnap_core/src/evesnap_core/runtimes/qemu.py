@@ -1,8 +1,20 @@
 """The QEMU runtime: each app is a real ``qemu-system`` process.
 
 The VM outlives the evesnap command that started it (``-daemonize``), so its
-state lives in files under ``<persist>/run/apps/<app uuid>/``: the pid file,
-the QMP socket, and the list of volumes it was started with. Each volume is
+state lives in files under ``<persist>/run/apps/<app uuid>/``: the start
+intent (written before QEMU is launched), the pid file, and the list of volumes
+it was started with (``started.json``, once it runs).
+
+A VM is never lost: an evesnap killed between the launch and ``started.json``
+leaves a QEMU that the next start finds -- by its pid file, by its
+``-name evesnap-<uuid>`` with this persist folder's pid file path on its
+command line, or as the holder of one of the app's images -- and adopts (same
+volumes as the intent) or stops before it starts another.
+
+Each VM has two QMP monitors: evesnap's own, in a folder only its user can
+enter (``<runtime dir>/own/``), which backends use for live snapshots, and one
+for operators and tests (``<runtime dir>/<tag>-<app>.qmp``): a client holding
+the operators' monitor never blocks evesnap. Each volume is
 attached as a ``-blockdev`` with a known node name (``vol<i>`` for the format
 node), which is what a backend needs to snapshot it live over QMP. No guest OS
 is needed: QEMU with its volumes attached holds them open exactly as a running
@@ -12,7 +24,6 @@ app would.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import time
@@ -26,7 +37,8 @@ from pydantic import BaseModel
 from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir
 from evesnap_core.errors import AppRuntimeError, CommandFailed
 from evesnap_core.handler_types import LiveAttachment, VolumeHandle
-from evesnap_core.process import run
+from evesnap_core.process import alive as pid_alive
+from evesnap_core.process import cmdline, persist_tag, pids, run
 from evesnap_core.qemu.command_line import Drive, command_line
 from evesnap_core.runtime_hookspecs import AppRunState, AppSpec, runtime_hookimpl
 from evesnap_core.settings import RUNTIME_DIR_ENV, default_runtime_dir
@@ -39,6 +51,15 @@ class _Started(BaseModel):
 
     app: UUID
     pid: int
+    volumes: list[VolumeHandle]
+    qmp: str | None = None
+    """evesnap's own monitor (None: a VM of an older evesnap, one monitor only)."""
+
+
+class _Intent(BaseModel):
+    """Written before QEMU is launched: what the VM about to run holds."""
+
+    app: UUID
     volumes: list[VolumeHandle]
 
 
@@ -87,7 +108,7 @@ class QemuRuntime:
     ) -> None:
         self.root = persist_dir / "run" / "apps"
         self.sockets = runtime_dir or default_runtime_dir()
-        self.tag = hashlib.sha256(str(persist_dir.resolve()).encode()).hexdigest()[:8]
+        self.tag = persist_tag(persist_dir)
         self.accel = accel
         self.memory_mb = memory_mb
 
@@ -100,8 +121,87 @@ class QemuRuntime:
             )
         return sock
 
+    def _own_socket(self, app: UUID) -> Path:
+        """evesnap's private monitor: in a folder of mode 0700."""
+        return self.sockets / "own" / f"{self.tag}-{app}.qmp"
+
     def _dir(self, app: UUID) -> Path:
         return self.root / str(app)
+
+    def _pidfile(self, app: UUID) -> Path:
+        return self._dir(app) / "qemu.pid"
+
+    def _intent(self, app: UUID) -> _Intent | None:
+        try:
+            return _Intent.model_validate_json((self._dir(app) / "intent.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def _ours(self, app: UUID, argv: list[str]) -> bool:
+        """`argv` is a QEMU of app `app` started on this persist folder."""
+        return (
+            bool(argv)
+            and Path(argv[0]).name.startswith("qemu-system")
+            and f"evesnap-{app}" in argv
+            and str(self._pidfile(app)) in argv
+        )
+
+    def own_vms(self, app: UUID, volumes: Sequence[VolumeHandle] = ()) -> list[int]:
+        """Every running QEMU of `app` on this persist folder, wherever evesnap lost
+        track of it: by its pid file, by its name and pid file path on its command
+        line, and as the holder of one of `volumes`' images."""
+        found: set[int] = set()
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self._pidfile(app).read_text().strip())
+            if self._ours(app, cmdline(pid)) and pid_alive(pid):
+                found.add(pid)
+        images = {str(Path(v.location).resolve()) for v in volumes if v.format != "zvol"}
+        for pid in pids():
+            argv = cmdline(pid)
+            if not argv or not Path(argv[0]).name.startswith("qemu-system"):
+                continue
+            mine = self._ours(app, argv) and pid_alive(pid)
+            holder = bool(images) and f"evesnap-{app}" in argv and _holds(pid, images)
+            if mine or holder:
+                found.add(pid)
+        return sorted(found)
+
+    def _kill(self, pid: int, timeout: float) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)  # QEMU quits cleanly, flushing its images
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid):
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                end = time.monotonic() + 10
+                while pid_alive(pid) and time.monotonic() < end:
+                    time.sleep(0.02)
+                return
+            time.sleep(0.02)
+
+    def _adopt(self, app: AppSpec, found: list[int]) -> bool:
+        """Adopt the one QEMU an interrupted start left, if it holds exactly the
+        volumes asked for now; otherwise stop every one of them."""
+        intent = self._intent(app.uuid)
+        if len(found) == 1 and intent is not None and intent.volumes == list(app.volumes):
+            sock = self._own_socket(app.uuid)
+            if self._wait_socket(sock, 5.0):
+                record = _Started(app=app.uuid, pid=found[0], volumes=list(app.volumes), qmp=str(sock))
+                atomic_write(self._dir(app.uuid) / "started.json", record.model_dump_json().encode())
+                return True
+        for pid in found:
+            self._kill(pid, 10.0)
+        return False
+
+    @staticmethod
+    def _wait_socket(sock: Path, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not sock.exists():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def _started(self, app: UUID) -> _Started | None:
         try:
@@ -110,11 +210,8 @@ class QemuRuntime:
             return None
 
     def _alive(self, started: _Started) -> bool:
-        try:
-            cmdline = Path(f"/proc/{started.pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return f"evesnap-{started.app}".encode() in cmdline
+        argv = cmdline(started.pid)
+        return f"evesnap-{started.app}" in argv and pid_alive(started.pid)
 
     # ------------------------------------------------------------ hooks
 
@@ -127,17 +224,24 @@ class QemuRuntime:
         started = self._started(app.uuid)
         if started is not None and self._alive(started):
             return
+        found = self.own_vms(app.uuid, app.volumes)
+        if found and self._adopt(app, found):
+            return
         folder = ensure_dir(self._dir(app.uuid))
         ensure_dir(self.sockets)
-        sock, pidfile = self._socket(app.uuid), folder / "qemu.pid"
-        for stale in (sock, pidfile):
+        own = ensure_dir(self._own_socket(app.uuid).parent)
+        own.chmod(0o700)
+        sock, mine, pidfile = self._socket(app.uuid), self._own_socket(app.uuid), self._pidfile(app.uuid)
+        for stale in (sock, mine, pidfile):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
+        intent = _Intent(app=app.uuid, volumes=list(app.volumes))
+        atomic_write(folder / "intent.json", intent.model_dump_json().encode())  # before the launch
         argv = command_line(
             f"evesnap-{app.uuid}",
             accel=self.accel,
             memory_mb=self.memory_mb or app.memory_mb,
-            qmp_sockets=(sock,),
+            qmp_sockets=(mine, sock),  # evesnap's own first, then the operators'
             pidfile=pidfile,
             drives=[_drive(index, volume) for index, volume in enumerate(app.volumes)],
         )
@@ -146,31 +250,26 @@ class QemuRuntime:
         except CommandFailed as exc:
             raise AppRuntimeError(f"app {app.uuid} ({app.name}) failed to start: {exc}") from exc
         pid = int(pidfile.read_text().strip())
-        record = _Started(app=app.uuid, pid=pid, volumes=list(app.volumes))
+        record = _Started(app=app.uuid, pid=pid, volumes=list(app.volumes), qmp=str(mine))
         atomic_write(folder / "started.json", record.model_dump_json().encode())
-        deadline = time.monotonic() + START_TIMEOUT
-        while not sock.exists():  # QMP listens before -daemonize returns, but be sure
-            if time.monotonic() > deadline:
-                raise AppRuntimeError(f"app {app.uuid}: QMP socket {sock} never appeared")
-            time.sleep(0.02)
+        # QMP listens before -daemonize returns, but be sure
+        if not self._wait_socket(mine, START_TIMEOUT):
+            raise AppRuntimeError(f"app {app.uuid}: QMP socket {mine} never appeared")
 
     @runtime_hookimpl
     def evesnap_runtime_stop(self, app_id: UUID, timeout: float) -> bool:
         started = self._started(app_id)
+        intent = self._intent(app_id)
+        volumes = intent.volumes if intent is not None else started.volumes if started else []
+        pids = set(self.own_vms(app_id, volumes))
         if started is not None and self._alive(started):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(started.pid, signal.SIGTERM)  # QEMU quits cleanly, flushing its images
-            deadline = time.monotonic() + timeout
-            while self._alive(started):
-                if time.monotonic() > deadline:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(started.pid, signal.SIGKILL)
-                    time.sleep(0.1)
-                    break
-                time.sleep(0.02)
-        if started is not None and self._alive(started):
+            pids.add(started.pid)
+        for pid in sorted(pids):
+            self._kill(pid, timeout)
+        if any(pid_alive(pid) for pid in pids):
             return False
         durable_unlink(self._dir(app_id) / "started.json")  # stopped on purpose: not a crash
+        durable_unlink(self._dir(app_id) / "intent.json")
         return True
 
     @runtime_hookimpl
@@ -185,7 +284,7 @@ class QemuRuntime:
         started = self._started(app_id)
         if started is None or not self._alive(started):
             return {}
-        sock = self._socket(app_id)
+        sock = Path(started.qmp) if started.qmp else self._socket(app_id)
         return {
             volume.key: LiveAttachment(
                 qmp_socket=sock, node_name=node_name(i), device=guest_device(i), vm=str(app_id)
@@ -205,3 +304,16 @@ class QemuRuntime:
                 if started is not None and self._alive(started):
                     apps.append(app)
         return apps
+
+
+def _holds(pid: int, images: set[str]) -> bool:
+    """Whether process `pid` has one of `images` open (as QEMU holds its disks)."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if str(fd.readlink()) in images:
+                return True
+    return False

@@ -1,0 +1,82 @@
+"""Children never outlive evesnap unseen: PR_SET_PDEATHSIG kills a child when
+the process that started it is SIGKILLed, and a child a dead evesnap left on
+the same persist folder is found and waited for (or killed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from evesnap_core import process
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not process.alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_child_dies_with_a_killed_evesnap(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    script = textwrap.dedent(
+        f"""
+        import threading
+        from pathlib import Path
+        from evesnap_core import process
+        process.set_owner(Path({str(tmp_path)!r}))
+        threading.Thread(target=process.run, args=(["sleep", "60"],), daemon=True).start()
+        import time
+        while True:
+            time.sleep(0.1)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 20
+        child = None
+        while child is None and time.monotonic() < deadline:
+            for pid in process.pids():
+                if process.cmdline(pid) == ["sleep", "60"] and process._owner_mark(pid) == (
+                    f"{process.persist_tag(tmp_path)}:{parent.pid}"
+                ):
+                    child = pid
+            time.sleep(0.05)
+        assert child is not None, "the child never started"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert _gone(child), "the child outlived the SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    del marker
+
+
+def test_an_orphan_on_the_same_persist_folder_is_waited_for(tmp_path: Path) -> None:
+    tag = process.persist_tag(tmp_path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs: the evesnap that started the child
+    env = {**os.environ, process.OWNER_ENV: f"{tag}:{dead.pid}"}
+    short = subprocess.Popen(["sleep", "0.5"], env=env)
+    other = subprocess.Popen(["sleep", "30"], env={**os.environ, process.OWNER_ENV: f"zzzzzzzz:{dead.pid}"})
+    try:
+        started = time.monotonic()
+        found = process.wait_for_orphans(tag, timeout=10)
+        assert short.pid in found and other.pid not in found
+        assert short.poll() is not None or _gone(short.pid, 0.1)
+        assert time.monotonic() - started >= 0.3  # waited for it to finish its step
+        stuck = subprocess.Popen(["sleep", "30"], env=env)
+        assert process.wait_for_orphans(tag, timeout=0.2) == [stuck.pid]
+        assert stuck.wait(timeout=5) == -signal.SIGKILL  # killed after the timeout
+    finally:
+        for p in (short, other):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
