@@ -75,7 +75,10 @@ def test_the_agent_waits_for_a_missing_config_saying_so_once(tmp_path: Path) -> 
         text=True,
     )
     try:
-        time.sleep(2.0)  # twenty intervals without the file
+        assert agent.stderr is not None
+        first = agent.stderr.readline()  # said as soon as the agent looks
+        assert first.startswith(f"evesnap agent: waiting for {config}"), first
+        time.sleep(2.0)  # twenty more intervals without the file: said only once
         assert agent.poll() is None
         config.write_text(json.dumps({"apps": []}))
         deadline = time.monotonic() + 60
@@ -84,9 +87,9 @@ def test_the_agent_waits_for_a_missing_config_saying_so_once(tmp_path: Path) -> 
             time.sleep(0.1)
         agent.send_signal(signal.SIGINT)
         assert agent.wait(timeout=60) == 130
-        err = agent.stderr.read() if agent.stderr else ""
+        err = agent.stderr.read()
         lines = err.strip().splitlines()
-        assert len([line for line in lines if "waiting for" in line]) == 1, err
+        assert not [line for line in lines if "waiting for" in line], err
         assert lines[-1] == "evesnap agent: stopped by SIGINT" and "Traceback" not in err, err
     finally:
         if agent.poll() is None:
