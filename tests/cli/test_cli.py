@@ -146,8 +146,16 @@ def test_one_writer_per_persist_folder_and_status_beside_it(cli: Cli) -> None:
         while not (lock.exists() and lock.read_text().strip() == str(holder.pid)):
             assert time.monotonic() < deadline, "the agent never took the lock"
             time.sleep(0.05)
-        second = cli("apply", str(config))
-        assert second.returncode == 4 and f"locked by process {holder.pid}" in second.stderr
+        direct = subprocess.run(
+            [EVESNAP, "apply", str(config)],
+            env={**cli.env, "EVESNAP_DIRECT": "1"},  # a second writer beside it, not its client
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert direct.returncode == 4 and f"locked by process {holder.pid}" in direct.stderr
+        second = cli("apply", str(config))  # the CLI as the agent's client: queued, never "locked"
+        assert second.returncode == 0 and "locked" not in second.stderr, second.stderr
         assert cli("status").returncode == 0  # reading beside the agent is fine
     finally:
         holder.send_signal(signal.SIGTERM)

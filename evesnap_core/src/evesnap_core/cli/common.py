@@ -21,6 +21,11 @@ def session_or_fail(
     obj: Any, base_dir: Path | None = None, as_json: bool = True, write: bool = True
 ) -> Session:
     """A session, or exit 2 (bad setting) or 4 (another agent holds the persist folder)."""
+    from evesnap_core.cli import session as sessions
+
+    if sessions.hosted is not None:  # a command the agent runs for a client: its session
+        sessions.hosted.orchestrator.resolver.base_dir = base_dir or Path.cwd()
+        return sessions.hosted
     try:
         return open_session(obj.persist, obj.runtime, base_dir, terminal_progress(as_json), write=write)
     except ConfigError as exc:

@@ -29,6 +29,7 @@ COMMANDS = {
     "plugins": ("evesnap_core.cli.plugins_cmd", "plugins"),
     "conformance": ("evesnap_core.cli.conformance_cmd", "conformance"),
     "policy": ("evesnap_core.cli.policy_cmd", "policy"),
+    "monitor": ("evesnap_core.cli.monitor_cmd", "monitor"),
 }
 """Command name -> (module, attribute): a command's module is imported only when
 it runs, so that `evesnap plugins` does not pay for the orchestrator."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -104,6 +105,13 @@ def status(obj: Any, app: str | None, as_json: bool) -> None:
     help="Seconds after which the same config is reconciled again (an app whose VM died is "
     "reported and restarted, a failed deletion retried); 0: only when CONFIG changes.",
 )
+@click.option(
+    "--api/--no-api",
+    default=True,
+    show_default=True,
+    help="Serve the local API on <runtime dir>/evesnap.sock (the CLI then goes through it).",
+)
+@click.option("--api-group", default=None, help="Group that may use the API socket (mode 0660; else 0600).")
 @click.pass_obj
 def agent(
     obj: Any,
@@ -112,6 +120,8 @@ def agent(
     interval: float,
     policy_path: Path | None,
     resync: float,
+    api: bool,
+    api_group: str | None,
 ) -> None:
     """Run until SIGTERM: reconcile whenever CONFIG changes (and every --resync
     seconds), write the reports.
@@ -122,8 +132,12 @@ def agent(
     """
     stopping = StopFlag()
     stopping.install()  # first: a stop during start-up is clean too
-    session = session_or_fail(obj, base_dir=config_path.resolve().parent)
-    reports_path = reports_path or obj.persist / "reports.json"
+    config_path = config_path.absolute()  # a command run for a client changes the folder for a while
+    base_dir = config_path.resolve().parent
+    session = session_or_fail(obj, base_dir=base_dir)
+    reports_path = (reports_path or obj.persist / "reports.json").absolute()
+    service, server = _serve(obj.persist, session, api_group) if api else (None, None)
+    lock = service.lock if service is not None else contextlib.nullcontext()
     seen: tuple[int, int] | None = None
     last = time.monotonic()
     policy_tick = None
@@ -151,21 +165,47 @@ def agent(
             except (OSError, ConfigError) as exc:
                 click.echo(f"evesnap agent: ignoring invalid {config_path}: {exc}", err=True)
             else:
-                session.orchestrator.reconcile(device)
-                reports = session.orchestrator.reports(for_controller=True)  # clones are the device's own
-                data = status_json(session.orchestrator, reports, sizes=False)
-                atomic_write(reports_path, _json_bytes(data))
-        if policy_tick is not None and policy_tick():
-            data = status_json(
-                session.orchestrator, session.orchestrator.reports(for_controller=True), sizes=False
-            )
-            atomic_write(reports_path, _json_bytes(data))
+                with lock:  # local requests queue behind the reconcile, and it behind them
+                    session.orchestrator.resolver.base_dir = base_dir
+                    session.orchestrator.reconcile(device)
+                    reports = session.orchestrator.reports(for_controller=True)  # clones are the device's own
+                    data = status_json(session.orchestrator, reports, sizes=False)
+                    atomic_write(reports_path, _json_bytes(data))
+                    if service is not None:
+                        service.note_app_states()
+        if policy_tick is not None:
+            with lock:
+                if policy_tick():
+                    data = status_json(
+                        session.orchestrator, session.orchestrator.reports(for_controller=True), sizes=False
+                    )
+                    atomic_write(reports_path, _json_bytes(data))
         deadline = time.monotonic() + interval
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.05)
+    if server is not None and service is not None:
+        server.stop()
+        with lock:  # the request in flight finishes
+            service.stop()
     name = signal.Signals(stopping.signum or signal.SIGTERM).name
     click.echo(f"evesnap agent: stopped by {name}", err=True)
     raise SystemExit(stopping.exit_code)
+
+
+def _serve(persist: Path, session: Any, group: str | None) -> tuple[Any, Any]:
+    """The local API on <runtime dir>/evesnap.sock, sharing this agent's session."""
+    from evesnap_core.api import SOCKET_NAME
+    from evesnap_core.api.server import ApiServer
+    from evesnap_core.api.service import Service
+    from evesnap_core.durable import ensure_dir
+    from evesnap_core.settings import default_runtime_dir
+
+    runtime_dir = ensure_dir(default_runtime_dir())
+    service = Service(persist, session)
+    server = ApiServer(service, runtime_dir / SOCKET_NAME, group)
+    server.start()
+    click.echo(f"evesnap agent: API on {server.socket}", err=True)
+    return service, server
 
 
 def _json_bytes(data: Any) -> bytes:

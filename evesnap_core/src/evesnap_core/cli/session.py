@@ -18,6 +18,10 @@ from evesnap_core.settings import default_volume_format
 from evesnap_core.state.lock import check_persist, writer_lock
 from evesnap_core.state.persist_store import PersistStore
 
+hosted: Session | None = None
+"""Inside the agent, while it runs a command for a client: the agent's own
+session, which that command uses instead of opening one (and its lock)."""
+
 
 @dataclass
 class Session:

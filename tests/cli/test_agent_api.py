@@ -1,0 +1,180 @@
+"""The agent's local API with a real QEMU app and a real qcow2 volume: the CLI
+goes through it while the agent runs (same output, same exit codes, never
+"locked"), concurrently with a controller config change; the resources and
+operations answer programs; the socket is 0600; the OpenAPI document in docs/
+is the server's."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evesnap_core.api.openapi import text as openapi_text
+from evesnap_core.settings import default_persist_dir, default_runtime_dir
+from evesnap_launch import client as launch
+
+from ..support import APP, EVESNAP, MIB, Cli
+
+pytestmark = pytest.mark.qemu
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tags(image: str) -> set[str]:
+    out = subprocess.run(
+        ["qemu-img", "snapshot", "-U", "-l", image], capture_output=True, text=True, check=True, timeout=60
+    )
+    return {
+        line.split()[1].rsplit("-snapshot-", 1)[-1] for line in out.stdout.splitlines()[2:] if line.strip()
+    }
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> Iterator[tuple[Cli, Path, Path]]:
+    cli = Cli(tmp_path)
+    config, reports = tmp_path / "device-config.json", tmp_path / "reports.json"
+    config.write_text(json.dumps(cli.config_data()))
+    cli.start_agent(config, reports)  # as the systemd unit runs it
+    try:
+        cli.wait_reports(reports, lambda d: d["apps"][0]["state"] == "RUNNING")
+        sock = cli.run_dir / "evesnap.sock"
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert time.monotonic() < deadline, "the agent never served its API"
+            time.sleep(0.05)
+        yield cli, config, reports
+    finally:
+        cli.cleanup()
+
+
+def test_the_cli_goes_through_the_agent_beside_a_controller_change(device: tuple[Cli, Path, Path]) -> None:
+    cli, config, reports = device
+    sock = cli.run_dir / "evesnap.sock"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    cli.guest_write(0x11)
+    controller, local = str(uuid.uuid4()), str(uuid.uuid4())
+    results: dict[str, Any] = {}
+
+    def controller_change() -> None:
+        config.write_text(json.dumps(cli.config_data(snapshots=[controller])))
+
+    def local_snapshot() -> None:
+        results["create"] = cli("snapshot", "create", APP, "--id", local, "--json")
+
+    threads = [threading.Thread(target=controller_change), threading.Thread(target=local_snapshot)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    created = results["create"]
+    assert created.returncode == 0 and "locked" not in created.stderr, created.stderr
+    assert json.loads(created.stdout)["snapshot"] == local
+    cli.wait_reports(reports, lambda d: controller in [s["id"] for s in d["apps"][0]["snapshots"]])
+    listed = cli("snapshot", "list", APP, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {n["id"] for n in json.loads(listed.stdout)} == {controller, local}
+    assert _tags(cli.location()) == {controller, local}  # the qcow2 table agrees with the report
+    assert cli("snapshot", "describe", APP, local).returncode == 0
+    renamed = cli("snapshot", "rename", APP, local, "before")
+    assert renamed.returncode == 0 and "is now named 'before'" in renamed.stdout
+    status = cli.status()
+    assert status["apps"][0]["state"] == "RUNNING"  # the agent's runtime, not a second one's view
+    cli.guest_write(0x22)
+    rolled = cli("snapshot", "rollback", APP, local)
+    assert rolled.returncode == 0, rolled.stderr
+    assert cli.data() == bytes([0x11]) * MIB  # the bytes of the snapshot
+    deleted = cli("snapshot", "delete", APP, local)
+    assert deleted.returncode == 0 and f"deleted {local}" in deleted.stdout
+    assert _tags(cli.location()) == {controller}
+    # same errors and exit codes as without an agent
+    unknown = cli("snapshot", "describe", APP, str(uuid.uuid4()))
+    assert unknown.returncode == 2 and unknown.stderr.startswith("evesnap: error:")
+    assert cli("status", "nope").returncode == 2
+    # stdin reaches the agent's command
+    applied = cli("apply", "/dev/stdin", stdin=json.dumps(cli.config_data(snapshots=[controller])))
+    assert applied.returncode == 0, applied.stderr
+
+
+def test_resources_operations_and_events(device: tuple[Cli, Path, Path]) -> None:
+    cli, _, _ = device
+    os.environ["EVESNAP_RUNTIME_DIR"] = str(cli.run_dir)
+    try:
+        api = launch.Client(cli.run_dir / "evesnap.sock")
+        status, info = api.request("GET", "/v1/agent")
+        assert status == 200 and Path(info["persist"]) == (cli.root / "persist").resolve()
+        status, apps = api.request("GET", "/v1/apps")
+        assert status == 200 and apps[0]["AppID"] == APP and apps[0]["state"] == "RUNNING"
+        status, op = api.request("POST", f"/v1/apps/{APP}/snapshots", {"name": "api"})
+        assert status == 202 and op["state"] in ("queued", "running", "done")
+        status, op = api.request("GET", f"/v1/operations/{op['id']}?wait=60")
+        assert status == 200 and op["state"] == "done", op
+        made = op["result"]["data"]["snapshot"]
+        status, tree = api.request("GET", f"/v1/apps/{APP}/snapshots")
+        assert status == 200 and [n["id"] for n in tree] == [made] and tree[0]["name"] == "api"
+        assert made in _tags(cli.location())
+        status, described = api.request("GET", f"/v1/apps/{APP}/snapshots/{made}")
+        assert status == 200 and described
+        status, body = api.request("GET", f"/v1/apps/{APP}/snapshots/{uuid.uuid4()}")
+        assert status in (400, 404) and "detail" in body
+        status, _ = api.request("GET", "/v1/operations/nope")
+        assert status == 404
+        status, op = api.request("DELETE", f"/v1/apps/{APP}/snapshots/{made}")
+        assert status == 202
+        status, op = api.request("GET", f"/v1/operations/{op['id']}?wait=60")
+        assert op["state"] == "done" and _tags(cli.location()) == set()
+        status, _ = api.request("POST", "/v1/operations", {"argv": ["agent"], "cwd": "/"})
+        assert status == 400
+        api.close()
+        # the event stream has the operations and the app's state
+        events = launch.Client(cli.run_dir / "evesnap.sock", timeout=10)
+        events.conn.request("GET", "/v1/events?after=0")
+        response = events.conn.getresponse()
+        kinds = set()
+        while len(kinds) < 2:
+            line = response.readline()
+            if line.strip():
+                kinds.add(json.loads(line)["kind"])
+        events.close()
+        assert kinds == {"operation", "app"}
+        # and `evesnap monitor` shows them to a person
+        monitor = subprocess.Popen(
+            [EVESNAP, "monitor", "--after", "0"], env=cli.env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert monitor.stdout is not None
+            first = monitor.stdout.readline()
+            assert " operation " in first or " app " in first, first
+        finally:
+            monitor.kill()
+            monitor.wait()
+    finally:
+        del os.environ["EVESNAP_RUNTIME_DIR"]
+
+
+def test_the_openapi_document_in_docs_is_the_servers() -> None:
+    kept = (ROOT / "docs" / "api" / "openapi.json").read_text()
+    assert kept == openapi_text(), "regenerate: python -m evesnap_core.api.openapi > docs/api/openapi.json"
+
+
+def test_the_launcher_finds_the_folders_as_settings_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for env in ({}, {"EVESNAP_PERSIST": str(tmp_path / "p"), "EVESNAP_RUNTIME_DIR": str(tmp_path / "r")}):
+        for name in ("EVESNAP_PERSIST", "EVESNAP_RUNTIME_DIR"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert launch.persist_dir([]) == default_persist_dir()
+        assert launch.runtime_dir() == default_runtime_dir()
+    assert launch.persist_dir(["--persist", "/x", "status"]) == Path("/x")
+    assert launch._command(["-v", "--persist", "/x", "snapshot", "list"]) == "snapshot"
+    assert launch._command(["status", "--help"]) is None
