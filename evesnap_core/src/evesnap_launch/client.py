@@ -206,3 +206,18 @@ class _Progress:
     def end(self) -> None:
         if self.drawn:
             sys.stderr.write("\n")
+
+
+def forward_when_served(argv: list[str], wait: float = 10.0) -> int | None:
+    """The persist folder is locked: by an agent still starting its API? Wait for
+    its socket (at most `wait` seconds) and go through it; None if none comes."""
+    if os.environ.get("EVESNAP_DIRECT"):
+        return None
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        client = connect(persist_dir(argv))
+        if client is not None:
+            client.close()
+            return forward(argv)
+        time.sleep(0.1)
+    return None

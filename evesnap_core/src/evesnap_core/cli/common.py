@@ -32,6 +32,15 @@ def session_or_fail(
         fail(str(exc), "see 'evesnap --help'", EXIT_INVALID)
         raise  # unreachable
     except LockHeld as exc:
+        import sys
+
+        from evesnap_launch.client import forward_when_served
+
+        code = None
+        if Path(sys.argv[0]).name == "evesnap":  # the command line, not click called in-process
+            code = forward_when_served(sys.argv[1:])  # an agent that is still starting its API
+        if code is not None:
+            raise SystemExit(code) from None
         fail(str(exc), "stop it, or use another --persist", EXIT_LOCKED)
         raise
     except OSError as exc:  # a read-only persist folder, an unwritable HOME or runtime dir
