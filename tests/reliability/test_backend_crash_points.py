@@ -189,7 +189,9 @@ class Rig(Cli):
 
     def leftovers(self) -> list[str]:
         folder = self.persist / "vault" / "volumes"
-        return sorted(p.name for p in folder.iterdir() if p.name.endswith((".partial", ".creating")))
+        return sorted(
+            p.name for p in folder.iterdir() if p.name.endswith((".partial", ".creating", ".evesnap-tmp"))
+        )
 
     def check_consistent(self, expected: list[str]) -> None:
         """evesnap lists exactly `expected` (available, once each) and every backend

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from evesnap_core import VolumeSpec
-from evesnap_core.discovery import load_backends
+from evesnap_core.testing.conformance import load_backends
 from evesnap_reflink.scratchfs import scratch_fs
 
 GIB = 1024**3

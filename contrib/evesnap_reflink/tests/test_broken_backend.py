@@ -16,7 +16,7 @@ CONFTEST = """
 from pathlib import Path
 
 from evesnap_core import RollbackResult, SnapshotNotFound, hookimpl
-from evesnap_core.discovery import load_backends
+from evesnap_core.testing.conformance import load_backends
 
 from evesnap_reflink.backend import ReflinkBackend
 from evesnap_reflink.harness import ReflinkHarness

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evesnap_core import BackendUnavailable, VolumeHandle, VolumeNotFound, VolumeSpec
-from evesnap_core.discovery import load_backends
+from evesnap_core.testing.conformance import load_backends
 from evesnap_reflink.scratchfs import scratch_fs
 
 MIB = 1024 * 1024

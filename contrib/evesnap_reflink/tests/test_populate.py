@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from evesnap_core import AlreadyExists, ContentSource, FormatError, NoSpace, VolumeSpec
-from evesnap_core.backend import Backend
-from evesnap_core.process import run
+from evesnap_core.testing.conformance import Backend
+from evesnap_core.toolkit import run
 from evesnap_reflink.harness import ReflinkHarness
 from evesnap_reflink.scratchfs import scratch_fs
 

@@ -29,10 +29,9 @@ from evesnap_core import (
     VolumeHandle,
     VolumeSpec,
 )
-from evesnap_core.backend import Backend
-from evesnap_core.discovery import load_backends
-from evesnap_core.process import run
+from evesnap_core.testing.conformance import Backend, load_backends
 from evesnap_core.testing.loopfs import Kind
+from evesnap_core.toolkit import run
 from evesnap_purgeable.backend import PurgeableBackend
 
 MIB = 1 << 20

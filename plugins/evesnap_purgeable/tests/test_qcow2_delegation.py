@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 
 from evesnap_core import ContentSource, VolumeSpec
-from evesnap_core.backend import Backend
-from evesnap_core.discovery import load_backends
-from evesnap_core.process import run
-from evesnap_core.testing.conformance import qemu_io_read, qemu_io_write
+from evesnap_core.testing.conformance import Backend, load_backends, qemu_io_read, qemu_io_write
 from evesnap_core.testing.loopfs import Kind
+from evesnap_core.toolkit import run
 
 pytest.importorskip("evesnap_qcow2", reason="the qcow2 backend (plugins/evesnap_qcow2) is not installed")
 

@@ -24,9 +24,8 @@ from evesnap_core import (
     VolumeLocked,
     VolumeSpec,
 )
-from evesnap_core.backend import Backend
-from evesnap_core.discovery import load_backends
-from evesnap_core.qemu import QmpError
+from evesnap_core.testing.conformance import Backend, load_backends
+from evesnap_core.toolkit import QmpError
 
 MIB = 1024 * 1024
 

@@ -17,9 +17,7 @@ from pathlib import Path
 import pytest
 
 from evesnap_core import AlreadyExists, ContentSource, FormatError, VolumeHandle, VolumeLocked, VolumeSpec
-from evesnap_core.backend import Backend
-from evesnap_core.discovery import load_backends
-from evesnap_core.testing.qemu_vm import Disk, QemuProcess
+from evesnap_core.testing.conformance import Backend, Disk, QemuProcess, load_backends
 from evesnap_qcow2 import header, sidecar
 
 MIB = 1024 * 1024

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from evesnap_core import EvesnapError, RollbackBlocked, SnapshotInUse
-from evesnap_core.backend import Backend
+from evesnap_core import EvesnapError, FormatError, RollbackBlocked, SnapshotInUse
 from evesnap_core.handler_types import VolumeHandle
+from evesnap_core.testing.conformance import Backend
+from evesnap_core.testing.content_images import REFERENCE_KINDS, referencing_image
 from evesnap_zfs import backend as zfs_backend
 from evesnap_zfs.harness import ZfsHarness
 
@@ -140,3 +141,42 @@ def test_delete_of_a_snapshot_that_stays_busy_is_reported(
         assert [i.snapshot_id for i in zfs.list_snapshots(volume)] == ["s1"]
     finally:
         subprocess.run(["zfs", "release", "evesnap-test", name], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("kind", REFERENCE_KINDS)
+def test_content_naming_another_file_is_refused(harness: ZfsHarness, zfs: Backend, kind: str) -> None:
+    """evesnap-zfs had no check: a qcow2 content image with an external data file
+    (or a backing file) put the named host file's bytes on the zvol."""
+    source, secret = referencing_image(harness.workdir / "hostile", kind)
+    spec = harness.volume_spec()
+    with pytest.raises(FormatError, match="refers to another file") as refused:
+        zfs.populate_volume(spec, source)
+    assert str(secret) in str(refused.value)
+    assert subprocess.run(
+        ["zfs", "list", f"{zfs_root(harness)}/{spec.uuid}.0"], capture_output=True
+    ).returncode
+
+
+def zfs_root(harness: ZfsHarness) -> str:
+    env = harness.environ()
+    return f"{env['EVESNAP_ZFS_POOL']}/{env['EVESNAP_ZFS_PREFIX']}/volumes"
+
+
+def test_deleting_a_middle_snapshot_reparents_its_child(harness: ZfsHarness, zfs: Backend) -> None:
+    """evesnap-zfs's delete never rewrote the children's evesnap:parent, so the
+    listing named a deleted snapshot as a parent."""
+    volume = harness.new_volume(zfs)
+    try:
+        for n in (1, 2, 3):
+            harness.write(volume, 0, bytes([n]) * MIB)
+            zfs.snapshot(volume, f"s{n}")
+        zfs.delete_snapshot(volume, "s2")
+        parents = {i.snapshot_id: i.parent for i in zfs.list_snapshots(volume)}
+        assert parents == {"s1": None, "s3": "s1"}, (
+            f"expected s3's parent to be s1 after deleting s2: {parents}"
+        )
+        zfs.delete_snapshot(volume, "s1")
+        parents = {i.snapshot_id: i.parent for i in zfs.list_snapshots(volume)}
+        assert parents == {"s3": None}, f"expected s3 to have no parent after deleting s1: {parents}"
+    finally:
+        zfs.destroy_volume(volume)

@@ -39,8 +39,8 @@ from evesnap_core import (
     VolumeSpec,
     hookimpl,
 )
-from evesnap_core.durable import durable_unlink
-from evesnap_reflink import NAME, content, loopdev
+from evesnap_core.toolkit import durable_unlink, inspect_content, write_content
+from evesnap_reflink import NAME, loopdev
 from evesnap_reflink.records import ExportRecord, SnapshotRecord, VolumeManifest, snapshot_name
 from evesnap_reflink.reflink import clone_file, clone_file_atomic, probe
 from evesnap_reflink.store import Store, VolumeFolder, resize
@@ -121,17 +121,13 @@ class ReflinkBackend:
         self, volume: VolumeSpec, source: ContentSource, progress: ProgressCallback | None
     ) -> VolumeHandle:
         folder = self._folder(volume)
-        image = content.inspect(source)
+        image = inspect_content(source)
         size = max(volume.size_bytes, image.virtual_size)
         with self.store.locked(folder):
             if folder.exists():
                 return self._existing(folder, size)
-            if progress is not None:
-                progress(0, image.data_bytes)
             manifest = VolumeManifest(uuid=volume.uuid, generation=volume.generation, size_bytes=size)
-            self.store.build(folder, manifest, lambda target: content.write_volume(image, target, size))
-        if progress is not None:
-            progress(image.data_bytes, image.data_bytes)
+            self.store.build(folder, manifest, lambda target: write_content(image, target, size, progress))
         return _handle(folder, manifest)
 
     @hookimpl

@@ -82,6 +82,7 @@ class ReflinkHarness(Harness):
         detach_all_under(self.persist)
         if self._own_persist is not None:
             shutil.rmtree(self._own_persist, ignore_errors=True)
+        super().cleanup()
 
 
 def _shared_scratch() -> Path:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from evesnap_core import EvesnapError
-from evesnap_core.process import run
+from evesnap_core.toolkit import run
 
 LOSETUP_TIMEOUT = 30.0
 SYS_BLOCK = Path("/sys/block")

@@ -7,13 +7,12 @@ crash leaves the manifest before the change or after it, never between.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, NonNegativeInt
 
-from evesnap_core import InvalidName
+from evesnap_core.toolkit import after_delete, safe_name
 
 MANIFEST_VERSION = 1
 
@@ -27,7 +26,7 @@ class SnapshotRecord(_Record):
 
     snapshot_id: str
     name: str
-    """sha256 of the id: the snapshot file is ``snapshots/<name>.raw``."""
+    """The toolkit's safe name of the id: the snapshot file is ``snapshots/<name>.raw``."""
     created: datetime
     parent: str | None = None
     """The snapshot the volume's content descended from when this one was taken."""
@@ -70,27 +69,20 @@ class VolumeManifest(_Record):
         """The manifest after deleting a snapshot (and forgetting its exports): its
         children (and the head) descend from its parent from now on, so no parent
         names a deleted snapshot."""
-        gone = self.find(snapshot_id)
-        if gone is None:
+        if self.find(snapshot_id) is None:
             return self
+        lineage = {s.snapshot_id: s.parent for s in self.snapshots}
+        parents, head = after_delete(lineage, self.head, snapshot_id)
         kept = tuple(
-            s.model_copy(update={"parent": gone.parent}) if s.parent == snapshot_id else s
+            s.model_copy(update={"parent": parents[s.snapshot_id]})
             for s in self.snapshots
-            if s.snapshot_id != snapshot_id
+            if s.snapshot_id in parents
         )
-        head = gone.parent if self.head == snapshot_id else self.head
         exports = tuple(e for e in self.exports if e.snapshot_id != snapshot_id)
         return self.model_copy(update={"snapshots": kept, "head": head, "exports": exports})
 
 
 def snapshot_name(snapshot_id: str) -> str:
-    """The safe, deterministic file name of a snapshot id: its sha256 in hex.
-
-    Ids are arbitrary strings ("../..", "$(rm -rf /)", 1,000 characters), so no
-    id ever becomes a path or a command-line word itself.
-    """
-    try:
-        encoded = snapshot_id.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidName(f"snapshot id {snapshot_id!r} is not valid Unicode text: {exc.reason}") from exc
-    return hashlib.sha256(encoded).hexdigest()
+    """The safe, deterministic file name of a snapshot id (the toolkit's
+    injective, bounded safe name): no id ever becomes a path itself."""
+    return safe_name(snapshot_id)

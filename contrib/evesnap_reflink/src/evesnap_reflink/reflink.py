@@ -9,21 +9,13 @@ have it; ext4, tmpfs and overlayfs do not, and answer EOPNOTSUPP.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import secrets
 from pathlib import Path
 
-from evesnap_core import BackendUnavailable, EvesnapError, NoSpace
-from evesnap_core.durable import fsync_dir
+from evesnap_core import BackendUnavailable, EvesnapError
+from evesnap_core.toolkit import publish, reflink, temp_file
 from evesnap_reflink import NAME
-
-FICLONE = 0x40049409
-"""_IOW(0x94, 9, int) from linux/fs.h."""
-
-NO_REFLINK_ERRNOS = frozenset({errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV})
-"""What FICLONE answers when the filesystem (or the pair of files) cannot share extents."""
 
 
 def filesystem_type(path: Path) -> str:
@@ -55,35 +47,23 @@ def clone_file(source: Path, target: Path) -> None:
 
     On any failure `target` is removed, and the error is a typed one: NoSpace when
     the filesystem cannot even record the shared extents, BackendUnavailable when
-    it cannot share extents at all.
+    it cannot share extents at all (this backend never makes full copies).
     """
-    src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.ioctl(dst, FICLONE, src)
-            os.fsync(dst)
-        except OSError as exc:
-            os.close(dst)
-            target.unlink(missing_ok=True)
-            raise _typed(exc, source, target) from exc
-        os.close(dst)
-    finally:
-        os.close(src)
+        shared = reflink(source, target)
+    except OSError as exc:
+        raise EvesnapError(f"reflink copy of {source} to {target} failed: {exc}") from exc
+    if not shared:
+        raise BackendUnavailable(NAME, no_reflink_reason(target.parent, "FICLONE refused"))
 
 
 def clone_file_atomic(source: Path, target: Path) -> None:
     """Replace `target` with a reflink copy of `source`: the clone is made under a
     temporary name beside `target` and renamed over it, so a crash leaves the old
     content or the new, never a half-made file under the real name."""
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    clone_file(source, temporary)
-    try:
-        temporary.rename(target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
+    with temp_file(target) as temporary:
+        clone_file(source, temporary)
+        publish(temporary, target)
 
 
 def probe(folder: Path) -> str:
@@ -110,18 +90,3 @@ def probe(folder: Path) -> str:
         for leftover in (source, target):
             leftover.unlink(missing_ok=True)
     return ""
-
-
-def _typed(exc: OSError, source: Path, target: Path) -> EvesnapError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return NoSpace(str(target.parent), source.stat().st_blocks * 512, free_bytes(target.parent))
-    if exc.errno in NO_REFLINK_ERRNOS:
-        return BackendUnavailable(NAME, no_reflink_reason(target.parent, f"FICLONE: {exc.strerror}"))
-    return EvesnapError(f"reflink copy of {source} to {target} failed: {exc}")
-
-
-def free_bytes(folder: Path) -> int:
-    """Bytes an unprivileged writer may still use in `folder`'s filesystem: what
-    a copy has to fit in, checked before the copy starts."""
-    stat = os.statvfs(folder)
-    return stat.f_bavail * stat.f_frsize

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evesnap_core import CommandFailed
-from evesnap_core.process import run
+from evesnap_core.toolkit import run
 from evesnap_reflink.loopdev import detach_all_under
 
 MKFS = {

@@ -5,22 +5,19 @@ Layout, under ``<persist>/reflink/``::
     volumes/<uuid>.<generation>/volume.raw          the volume (a sparse raw image)
     volumes/<uuid>.<generation>/volume.json         its manifest (records.py)
     volumes/<uuid>.<generation>/snapshots/<sha256>.raw   one reflink copy per snapshot
-    locks/<uuid>.<generation>.lock                  flock'ed around every operation
+    locks/<uuid>.<generation>.lock                  the toolkit's per-volume lock
 
 A volume folder appears whole: it is built under a temporary name and renamed
-into place, and it disappears whole: renamed away before it is removed. Names
-starting with a dot are such temporaries; after a crash they are safe to delete.
+into place, and it disappears whole: renamed away before it is removed. Those
+are the toolkit's temporaries: a killed operation's are swept by the next build.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
-import secrets
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -28,9 +25,17 @@ from uuid import UUID
 import pydantic
 
 from evesnap_core import AlreadyExists, CorruptVolume, NoSpace, VolumeNotFound
-from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir, fsync_dir
+from evesnap_core.toolkit import (
+    atomic_write,
+    ensure_dir,
+    free_bytes,
+    fsync_dir,
+    sweep,
+    temp_dir,
+    temp_file,
+    volume_lock,
+)
 from evesnap_reflink.records import VolumeManifest
-from evesnap_reflink.reflink import free_bytes
 
 IMAGE = "volume.raw"
 MANIFEST = "volume.json"
@@ -98,38 +103,20 @@ class Store:
         # UUID and int: nothing a caller controls becomes part of the path
         return VolumeFolder(self.volumes / f"{uuid}.{generation}", f"{uuid}#{generation}")
 
-    @contextlib.contextmanager
-    def locked(self, folder: VolumeFolder) -> Iterator[None]:
-        """Hold the volume's lock: operations on one volume never interleave, in
-        this process or another (the agent and a CLI command, say).
-
-        A lock file outlives nothing: it is removed on the way out when its volume
-        does not exist (destroyed, or never made). So after taking the lock we check
-        that it is still the file under that name; if not, we lock the new one.
-        """
+    def locked(self, folder: VolumeFolder) -> contextlib.AbstractContextManager[None]:
+        """Hold the volume's lock (the toolkit's per-volume lock): operations on
+        one volume never interleave, in this process or another. The lock file is
+        removed on the way out when its volume does not exist."""
         self.prepare()
         path = self.locks / f"{folder.path.name}.lock"
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                if _same_file(fd, path):
-                    try:
-                        yield
-                    finally:
-                        if not folder.path.exists():
-                            durable_unlink(path)
-                    return
-            finally:
-                os.close(fd)
+        return volume_lock(path, folder.key, gone=lambda: not folder.path.exists())
 
     def build(self, folder: VolumeFolder, manifest: VolumeManifest, fill: Callable[[Path], None]) -> None:
         """Make a new volume folder whole or not at all: `fill` writes the image
         into a temporary folder, the manifest follows, and one rename publishes both.
         Anything `fill` raises leaves nothing behind."""
-        staging = self.volumes / f".{folder.path.name}.{secrets.token_hex(6)}.new"
-        staging.mkdir(mode=0o700)
-        try:
+        sweep(self.volumes)  # what a killed build or removal left
+        with temp_dir(folder.path) as staging:
             (staging / SNAPSHOTS).mkdir(mode=0o700)
             fill(staging / IMAGE)
             atomic_write(staging / MANIFEST, manifest.model_dump_json(indent=2).encode())
@@ -139,29 +126,17 @@ class Store:
             except OSError as exc:  # ENOTEMPTY/EEXIST: someone made it meanwhile
                 raise AlreadyExists(f"volume {folder.key} appeared while it was being created") from exc
             fsync_dir(self.volumes)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
 
     def remove(self, folder: VolumeFolder) -> None:
         """Remove a volume folder: renamed away first (durably), so that a crash
-        during the removal never leaves a half-deleted volume under its name."""
-        doomed = self.volumes / f".{folder.path.name}.{secrets.token_hex(6)}.gone"
-        try:
-            folder.path.rename(doomed)
-        except FileNotFoundError:
-            return
-        fsync_dir(self.volumes)
-        shutil.rmtree(doomed)
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        named = path.stat()
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+        during the removal never leaves a half-deleted volume under its name (and
+        what it leaves is a temporary the next build sweeps)."""
+        with temp_file(folder.path) as doomed:
+            try:
+                folder.path.rename(doomed)
+            except FileNotFoundError:
+                return
+            fsync_dir(self.volumes)
 
 
 def resize(image: Path, size: int) -> None:

@@ -28,6 +28,7 @@ evesnap-zfs; that is not implemented yet: this backend serves files.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
@@ -52,11 +53,9 @@ from evesnap_core import (
     VolumeNotFound,
     VolumeSpec,
     hookimpl,
+    toolkit,
 )
-from evesnap_core.backend import Backend
-from evesnap_core.crashpoints import crashpoint
-from evesnap_core.durable import durable_unlink, ensure_dir, fsync_dir
-from evesnap_purgeable import content, copying
+from evesnap_core.toolkit import PeerBackend, crashpoint, durable_unlink, ensure_dir, fsync_dir, serialised
 from evesnap_purgeable.store import Mode, Retained, RetainedStore
 
 NAME = "purgeable"
@@ -98,6 +97,18 @@ class PurgeableBackend:
         self.store = RetainedStore(context.persist_dir / "vault" / "snapshots" / "purgeable", context.logger)
         self.peer = context.peer
         self.log = context.logger
+        self.locks = context.persist_dir / "vault" / "locks" / NAME
+        toolkit.sweep(self.volumes_dir)  # what a killed operation left
+
+    def lock_volume(self, volume: VolumeHandle | VolumeSpec) -> AbstractContextManager[None]:
+        """One lock per volume uuid (its generations share the snapshot store);
+        removed once no generation of it is left, live or retained."""
+        uuid = volume.uuid
+        return toolkit.volume_lock(
+            self.locks / f"{uuid}.lock",
+            str(uuid),
+            gone=lambda: not self.store.generations(uuid) and not any(self.volumes_dir.glob(f"{uuid}#*")),
+        )
 
     # ================================================================ helpers
 
@@ -117,22 +128,22 @@ class PurgeableBackend:
             location=str(self._path(spec)),
         )
 
-    def _format_peer(self, fmt: str) -> Backend | None:
+    def _format_peer(self, fmt: str) -> PeerBackend | None:
         """The backend that does `fmt`'s format work, or None where this one does it."""
         name = FORMAT_PEERS.get(fmt)
         if name is None:
             return None
         if self.peer is None:
             raise BackendUnavailable(NAME, f"{fmt} volumes need the {name} backend, and no peers are offered")
-        peer: Backend = self.peer(name)
+        peer: PeerBackend = self.peer(name)
         return peer
 
     @staticmethod
-    def _for_peer(volume: VolumeSpec, peer: Backend) -> VolumeSpec:
+    def _for_peer(volume: VolumeSpec, peer: PeerBackend) -> VolumeSpec:
         return volume.model_copy(update={"backend": peer.name, "purgeable": False})
 
     @staticmethod
-    def _as_peer(volume: VolumeHandle, peer: Backend) -> VolumeHandle:
+    def _as_peer(volume: VolumeHandle, peer: PeerBackend) -> VolumeHandle:
         return volume.model_copy(update={"backend": peer.name})
 
     def _adopt(self, volume: VolumeSpec, made: VolumeHandle) -> VolumeHandle:
@@ -164,7 +175,7 @@ class PurgeableBackend:
     def _info(self, record: Retained) -> SnapshotInfo:
         data = self.store.data_of(record)
         try:
-            held = copying.allocated(data)
+            held = toolkit.allocated_bytes(data)
         except FileNotFoundError:
             held = 0
         return SnapshotInfo(
@@ -206,6 +217,7 @@ class PurgeableBackend:
     # ================================================================ volumes
 
     @hookimpl
+    @serialised
     def evesnap_create_volume(self, volume: VolumeSpec) -> VolumeHandle:
         self._check_format(volume.format)
         peer = self._format_peer(volume.format)
@@ -217,15 +229,16 @@ class PurgeableBackend:
                 raise AlreadyExists(f"volume {volume.key} exists with another size")
             return self._handle(volume)
         ensure_dir(path.parent)
-        tmp = path.with_name(f".{path.name}.partial")
-        with open(tmp, "wb") as f:  # sparse: a blank volume costs nothing yet
-            os.fchmod(f.fileno(), 0o600)
-            f.truncate(volume.size_bytes)
-            os.fsync(f.fileno())
-        copying.publish(tmp, path)
+        with toolkit.temp_file(path) as tmp:
+            with open(tmp, "xb") as f:  # sparse: a blank volume costs nothing yet
+                os.fchmod(f.fileno(), 0o600)
+                f.truncate(volume.size_bytes)
+                os.fsync(f.fileno())
+            toolkit.publish(tmp, path)
         return self._handle(volume)
 
     @hookimpl
+    @serialised
     def evesnap_populate_volume(
         self, volume: VolumeSpec, source: ContentSource, progress: ProgressCallback | None
     ) -> VolumeHandle:
@@ -237,23 +250,11 @@ class PurgeableBackend:
         if path.exists():
             return self._handle(volume)
         ensure_dir(path.parent)
-        tmp = path.with_name(f".{path.name}.partial")
-        durable_unlink(tmp)  # what a crash mid-populate left
-        try:
-            if source.format == "raw":
-                copying.copy(source.path, tmp, progress)
-            else:
-                content.convert_to_raw(source, tmp, progress)
-            tmp.chmod(0o600)
-            if volume.size_bytes > tmp.stat().st_size:  # the volume may be larger than its content
-                os.truncate(tmp, volume.size_bytes)
-        except BaseException:
-            durable_unlink(tmp)
-            raise
-        copying.publish(tmp, path)
+        toolkit.populate_raw(source, path, volume.size_bytes, progress)
         return self._handle(volume)
 
     @hookimpl
+    @serialised
     def evesnap_destroy_volume(self, volume: VolumeHandle) -> None:
         """The live file only; retained generations belong to their snapshots."""
         self._require_stopped(volume, f"destroying {volume.key}")
@@ -277,12 +278,13 @@ class PurgeableBackend:
             handle=volume,
             format=volume.format,
             virtual_size=stat.st_size,
-            actual_size=copying.allocated(path),
+            actual_size=toolkit.allocated_bytes(path),
         )
 
     # ================================================================ snapshots
 
     @hookimpl
+    @serialised
     def evesnap_snapshot_volume(
         self, volume: VolumeHandle, snapshot_id: str, progress: ProgressCallback | None, retiring: bool
     ) -> SnapshotInfo:
@@ -315,7 +317,7 @@ class PurgeableBackend:
             created=datetime.now(UTC),
             parent=self.store.current(volume.uuid, volume.generation),
             mode=mode,
-            size_bytes=copying.allocated(data),
+            size_bytes=toolkit.allocated_bytes(data),
         )
         self.store.save(record)
         crashpoint("purgeable.snapshot.recorded")
@@ -341,17 +343,15 @@ class PurgeableBackend:
         """A copy made beside the live file (same filesystem, so a reflink works)
         and moved into the store once whole: a refusal for space comes before
         anything, even a folder, is made."""
-        tmp = live.with_name(f".{live.name}.snapshot.partial")
-        durable_unlink(tmp)
-        mode = copying.copy(live, tmp, progress)
-        crashpoint("purgeable.snapshot.copy_written")
-        try:
-            ensure_dir(data.parent)
-            copying.publish(tmp, data)
-        except BaseException:
-            durable_unlink(tmp)
-            self.store.prune_folder(data.parent)
-            raise
+        with toolkit.temp_file(live) as tmp:
+            mode: Mode = toolkit.copy_file(live, tmp, progress)
+            crashpoint("purgeable.snapshot.copy_written")
+            try:
+                ensure_dir(data.parent)
+                toolkit.publish(tmp, data)
+            except BaseException:
+                self.store.prune_folder(data.parent)
+                raise
         return mode
 
     def _drop_format_notes(self, volume: VolumeHandle) -> None:
@@ -375,6 +375,7 @@ class PurgeableBackend:
         return RollbackCheck(possible=not held, needs_stop=held)
 
     @hookimpl
+    @serialised
     def evesnap_rollback(self, volume: VolumeHandle, snapshot_id: str) -> RollbackResult:
         """Bring the retained generation back at its own path; the snapshot stays.
 
@@ -387,13 +388,14 @@ class PurgeableBackend:
             raise SnapshotNotFound(snapshot_id, f"{record.key} (its retained file is missing)")
         live = self._live_path(record.volume, record.generation, record.format)
         ensure_dir(live.parent)
-        mode = copying.copy_to(data, live, point="purgeable.rollback.copy_written")
+        mode = _copy_over(data, live, point="purgeable.rollback.copy_written")
         crashpoint("purgeable.rollback.copied")
         self.store.set_current(record.volume, record.generation, snapshot_id)
         self.log.info("rollback of %s to %r: %s is live (%s)", volume.key, snapshot_id, record.key, mode)
         return RollbackResult(snapshot_id=snapshot_id, live_generation=record.generation)
 
     @hookimpl
+    @serialised
     def evesnap_delete_snapshot(self, volume: VolumeHandle, snapshot_id: str) -> None:
         record = self.store.find(volume.uuid, snapshot_id)
         if record is None:  # unknown is success; bytes a crash left without a record go
@@ -405,6 +407,7 @@ class PurgeableBackend:
         self.log.info("snapshot %r deleted: %s freed", snapshot_id, record.key)
 
     @hookimpl
+    @serialised
     def evesnap_clone_snapshot(
         self,
         volume: VolumeHandle,
@@ -421,5 +424,16 @@ class PurgeableBackend:
         if path.exists():
             raise AlreadyExists(f"volume {target.key} exists")
         ensure_dir(path.parent)
-        copying.copy_to(self.store.data_of(record), path, progress)
+        _copy_over(self.store.data_of(record), path, progress)
         return self._handle(target)
+
+
+def _copy_over(src: Path, dst: Path, progress: ProgressCallback | None = None, point: str = "") -> Mode:
+    """Copy `src` over `dst` through a temporary beside it, so that `dst` is
+    whole or untouched; `point` names the crash point before the rename."""
+    with toolkit.temp_file(dst) as tmp:
+        mode: Mode = toolkit.copy_file(src, tmp, progress)
+        if point:
+            crashpoint(point)
+        toolkit.publish(tmp, dst)
+    return mode

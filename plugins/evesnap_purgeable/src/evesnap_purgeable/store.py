@@ -7,8 +7,8 @@ Layout, under ``<persist>/vault/snapshots/purgeable/``::
     <uuid>#<generation>/current            the snapshot the generation's content
                                            descends from (parent of the next one)
 
-`token` is a hash of the snapshot id: ids are arbitrary strings (``..``,
-slashes, anything), so no path is ever built from one. A data file without a
+`token` is the toolkit's safe name of the snapshot id: ids are arbitrary
+strings (``..``, slashes, anything), so no path is ever built from one. A data file without a
 record is what a crash between the two writes leaves; the backend finishes or
 removes it, never lists it.
 """
@@ -16,7 +16,6 @@ removes it, never lists it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +25,16 @@ from uuid import UUID
 from pydantic import BaseModel, NonNegativeInt, ValidationError
 
 from evesnap_core import AlreadyExists
-from evesnap_core.crashpoints import crashpoint
-from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir, fsync_dir
+from evesnap_core.toolkit import (
+    atomic_write,
+    crashpoint,
+    durable_unlink,
+    ensure_dir,
+    fsync_dir,
+    parents_first,
+    reparented,
+    safe_name,
+)
 
 Mode = Literal["kept", "reflink", "copy"]
 """How a snapshot got its bytes: moved at a purge, shared extents, or copied."""
@@ -52,11 +59,6 @@ class Retained(BaseModel):
         return f"{self.volume}#{self.generation}"
 
 
-def token(snapshot_id: str) -> str:
-    """A file-name-safe stand-in for any snapshot id."""
-    return hashlib.sha256(snapshot_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
 class RetainedStore:
     def __init__(self, root: Path, log: logging.Logger) -> None:
         self.root = root
@@ -68,10 +70,10 @@ class RetainedStore:
         return self.root / f"{volume}#{generation}"
 
     def data_path(self, volume: UUID, generation: int, fmt: str, snapshot_id: str) -> Path:
-        return self.folder(volume, generation) / f"{token(snapshot_id)}.{fmt}"
+        return self.folder(volume, generation) / f"{safe_name(snapshot_id)}.{fmt}"
 
     def record_path(self, volume: UUID, generation: int, snapshot_id: str) -> Path:
-        return self.folder(volume, generation) / f"{token(snapshot_id)}.json"
+        return self.folder(volume, generation) / f"{safe_name(snapshot_id)}.json"
 
     def data_of(self, record: Retained) -> Path:
         return self.data_path(record.volume, record.generation, record.format, record.snapshot_id)
@@ -118,7 +120,7 @@ class RetainedStore:
                 except (OSError, ValidationError) as exc:
                     self.log.warning("unreadable snapshot record %s: %s", path, exc)
         found.sort(key=lambda r: r.created)
-        return found
+        return parents_first(found, lambda r: r.snapshot_id, lambda r: r.parent)
 
     def save(self, record: Retained) -> None:
         ensure_dir(self.folder(record.volume, record.generation))
@@ -140,9 +142,11 @@ class RetainedStore:
 
     def remove(self, record: Retained) -> None:
         """Forget `record` and free its bytes; its children take its parent."""
-        for other in self.records(record.volume):
-            if other.generation == record.generation and other.parent == record.snapshot_id:
-                self.save(other.model_copy(update={"parent": record.parent}))
+        siblings = [r for r in self.records(record.volume) if r.generation == record.generation]
+        moved = reparented({r.snapshot_id: r.parent for r in siblings}, record.snapshot_id)
+        for other in siblings:
+            if other.snapshot_id in moved:
+                self.save(other.model_copy(update={"parent": moved[other.snapshot_id]}))
         if self.current(record.volume, record.generation) == record.snapshot_id:
             self.set_current(record.volume, record.generation, record.parent)
         # bytes first: a crash in between leaves a record a retried delete finds,

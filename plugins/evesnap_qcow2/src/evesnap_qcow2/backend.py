@@ -9,10 +9,7 @@ an ``attachment``) is only touched through QMP, never by qemu-img.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,6 @@ from evesnap_core import (
     CorruptVolume,
     EvesnapError,
     FormatError,
-    NoSpace,
     ReadOnlyExport,
     RollbackCheck,
     RollbackResult,
@@ -39,15 +35,14 @@ from evesnap_core import (
     VolumeNotFound,
     VolumeSpec,
     hookimpl,
+    toolkit,
 )
-from evesnap_core.crashpoints import crashpoint
-from evesnap_core.durable import ensure_dir, fsync_dir
+from evesnap_core.toolkit import crashpoint, ensure_dir, fsync_dir, publish, temp_file
 from evesnap_qcow2 import exports, header, live, naming, qemu_img, sidecar
 from evesnap_qcow2.sidecar import ExportRecord, TagRecord
 
 NAME = "qcow2"
 PLUGIN_API_VERSION = 1
-LOCK_TIMEOUT = 120.0
 CRASH_POINTS = (
     "qcow2.snapshot.sidecar_recorded",
     "qcow2.snapshot.tag_made",
@@ -93,26 +88,22 @@ def _now() -> datetime:
 def _forget(state: sidecar.Sidecar, tag: str, snapshot_id: str) -> sidecar.Sidecar:
     """`state` without snapshot `tag`: its children and `current` move up to its
     parent, its exports go. A new object; `state` stays as it was, to restore."""
-    removed = state.tags.get(tag)
-    parent = removed.parent if removed else None
+    lineage = {r.snapshot_id: r.parent for t, r in state.tags.items()}
+    if tag not in state.tags:
+        lineage[snapshot_id] = None
+    parents, current = toolkit.after_delete(lineage, state.current, snapshot_id)
     tags = {
-        t: r.model_copy(update={"parent": parent}) if r.parent == snapshot_id else r
-        for t, r in state.tags.items()
-        if t != tag
+        t: r.model_copy(update={"parent": parents[r.snapshot_id]}) for t, r in state.tags.items() if t != tag
     }
-    return state.model_copy(
-        update={
-            "tags": tags,
-            "current": parent if state.current == snapshot_id else state.current,
-            "exports": {k: e for k, e in state.exports.items() if e.tag != tag},
-        }
-    )
+    exports = {k: e for k, e in state.exports.items() if e.tag != tag}
+    return state.model_copy(update={"tags": tags, "current": current, "exports": exports})
 
 
 class Qcow2Backend:
     def __init__(self, context: BackendContext) -> None:
         self.volumes_dir = context.persist_dir / "vault" / "volumes"
         self.log = context.logger
+        toolkit.sweep(self.volumes_dir)  # what a killed operation left
 
     # ================================================================ plumbing
 
@@ -133,25 +124,12 @@ class Qcow2Backend:
             location=str(self._path(spec.uuid, spec.generation)),
         )
 
-    @contextlib.contextmanager
-    def _locked(self, image: Path) -> Iterator[None]:
-        """The image's exclusive lock, for every operation (offline and live)."""
-        ensure_dir(image.parent)
+    @staticmethod
+    def _locked(image: Path) -> contextlib.AbstractContextManager[None]:
+        """The image's exclusive lock (the toolkit's per-volume lock), for every
+        operation, offline and live: concurrent qemu-img calls corrupt an image."""
         lock = image.with_name(image.name + ".lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            deadline = time.monotonic() + LOCK_TIMEOUT
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise VolumeLocked(image.name, f"another evesnap operation holds {lock}") from None
-                    time.sleep(0.01)
-            yield
-        finally:
-            os.close(fd)
+        return toolkit.volume_lock(lock, image.name, gone=lambda: not image.exists())
 
     @staticmethod
     def _require_image(image: Path) -> None:
@@ -207,16 +185,11 @@ class Qcow2Backend:
                         f"volume {volume.key} exists with {size} bytes, not {volume.size_bytes}"
                     )
                 return self._handle(volume)
-            tmp = image.with_name(f".{image.name}.creating")
-            qemu_img.create(tmp, volume.size_bytes)
-            self._publish(tmp, image)
+            with temp_file(image) as tmp:
+                qemu_img.create(tmp, volume.size_bytes)
+                tmp.chmod(0o600)
+                publish(tmp, image)
         return self._handle(volume)
-
-    @staticmethod
-    def _publish(tmp: Path, image: Path) -> None:
-        tmp.chmod(0o600)
-        tmp.rename(image)
-        fsync_dir(image.parent)
 
     @hookimpl
     def evesnap_populate_volume(
@@ -228,49 +201,25 @@ class Qcow2Backend:
         with self._locked(image):
             if image.exists():
                 return self._handle(volume)
-            if source.format == "qcow2":
-                self._refuse_references(source.path)
-            src = str(source.path.resolve())
-            opts = (
-                qemu_img.image_opts(source.path)
-                if source.format == "qcow2"
-                else f"driver=raw,file.filename={src.replace(',', ',,')}"
-            )
+            content = toolkit.inspect_content(source)  # refuses images naming other files
+            opts = toolkit.content.image_opts(content.path, content.format)
             needed = qemu_img.measure(opts, source.path)
-            self._check_space(image.parent, needed)
-            tmp = image.with_name(f".{image.name}.creating")
-            try:
-                qemu_img.convert(["--image-opts", opts], tmp)
-                virtual = int(qemu_img.info(tmp)["virtual-size"])
-                if volume.size_bytes > virtual:
-                    qemu_img.resize(tmp, volume.size_bytes)
-                self._publish(tmp, image)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+            toolkit.require_space(image.parent, needed)
+            self._copy_into(["--image-opts", opts], image, volume.size_bytes, needed)
             if progress is not None:
                 progress(needed, needed)
         return self._handle(volume)
 
     @staticmethod
-    def _refuse_references(content: Path) -> None:
-        """A qcow2 content image naming a backing or external data file would
-        copy THAT file (any host file) into the volume: refused."""
-        meta = qemu_img.info(content)
-        data_file = meta.get("format-specific", {}).get("data", {}).get("data-file")
-        if meta.get("backing-filename") or data_file:
-            raise FormatError(
-                f"content image {content} refers to another file "
-                f"({meta.get('backing-filename') or data_file}); only self-contained images are used"
-            )
-
-    @staticmethod
-    def _check_space(folder: Path, needed: int) -> None:
-        ensure_dir(folder)
-        stat = os.statvfs(folder)
-        available = stat.f_bavail * stat.f_frsize
-        if needed > available:
-            raise NoSpace(str(folder), needed, available)
+    def _copy_into(source: list[str], image: Path, size: int, needed: int) -> None:
+        """``qemu-img convert`` into a temporary beside `image`, grown to `size`,
+        published whole; a full disk is NoSpace, a failure leaves nothing."""
+        with temp_file(image) as tmp, toolkit.enospc_as_nospace(image.parent, needed):
+            qemu_img.convert(source, tmp)
+            if size > int(qemu_img.info(tmp)["virtual-size"]):
+                qemu_img.resize(tmp, size)
+            tmp.chmod(0o600)
+            publish(tmp, image)
 
     @hookimpl
     def evesnap_destroy_volume(self, volume: VolumeHandle) -> None:
@@ -290,8 +239,6 @@ class Qcow2Backend:
                 image.unlink()
             sidecar.remove(image)
             fsync_dir(image.parent)
-        with contextlib.suppress(FileNotFoundError):
-            image.with_name(image.name + ".lock").unlink()
 
     @hookimpl
     def evesnap_volume_details(self, volume: VolumeHandle) -> VolumeDetails:
@@ -500,19 +447,11 @@ class Qcow2Backend:
             image, tag = self._tag_of(volume, snapshot_id)
             opts = qemu_img.image_opts(image)
             needed = qemu_img.measure(opts, image, tag, force_share=volume.attachment is not None)
-            self._check_space(clone.parent, needed)
-            tmp = clone.with_name(f".{clone.name}.creating")
+            toolkit.require_space(clone.parent, needed)
             source = ["-l", f"snapshot.name={tag}", "--image-opts", opts]
             if volume.attachment is not None:
                 source.insert(0, "-U")
-            try:
-                qemu_img.convert(source, tmp)
-                if target.size_bytes > int(qemu_img.info(tmp)["virtual-size"]):
-                    qemu_img.resize(tmp, target.size_bytes)
-                self._publish(tmp, clone)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+            self._copy_into(source, clone, target.size_bytes, needed)
         if progress is not None:
             progress(needed, needed)
         return self._handle(target.model_copy(update={"backend": NAME}))

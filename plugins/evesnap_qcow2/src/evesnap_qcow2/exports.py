@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from evesnap_core import EvesnapError
-from evesnap_core.process import run
+from evesnap_core.toolkit import run
 from evesnap_qcow2.qemu_img import image_opts
 
 

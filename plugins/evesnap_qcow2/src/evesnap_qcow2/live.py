@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evesnap_core import SnapshotNotFound, VolumeHandle
-from evesnap_core.crashpoints import crashpoint
 from evesnap_core.errors import AppRuntimeError
-from evesnap_core.qemu import QmpClient, QmpDisconnected, QmpError
+from evesnap_core.toolkit import QmpClient, QmpDisconnected, QmpError, crashpoint
 
 
 def _socket(volumes: Sequence[VolumeHandle]) -> Path:

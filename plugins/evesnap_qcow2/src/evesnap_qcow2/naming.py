@@ -2,8 +2,9 @@
 
 The reference names a snapshot ``<volumeUUID>#<generation>-snapshot-<timestamp>``.
 evesnap uses ``<volumeUUID>#<generation>-snapshot-<token>``, where the token is
-the snapshot id itself when it is a canonical UUID (what controllers send) and
-``h`` plus 40 hex digits of its sha256 otherwise. The tag is therefore ASCII,
+the toolkit's safe name of the id (:func:`evesnap_core.toolkit.safe_name`: the
+id itself when it is a canonical UUID, ``h`` plus 40 hex digits of its sha256
+otherwise). The tag is therefore ASCII,
 never numeric (qemu-img reads a numeric argument as a snapshot *ID*), always
 under 128 bytes, the same for the same id after a restart, and safe whatever
 characters the id holds; the creation time is in the snapshot table anyway.
@@ -11,18 +12,17 @@ characters the id holds; the creation time is in the snapshot table anyway.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from uuid import UUID
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+from evesnap_core.toolkit import safe_name
+from evesnap_core.toolkit.names import id_from_name
+
 MAX_TAG = 127
 
 
 def token(snapshot_id: str) -> str:
-    if UUID_RE.match(snapshot_id):
-        return snapshot_id
-    return "h" + hashlib.sha256(snapshot_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    """The toolkit's safe name of the id (injective, at most 41 ASCII characters)."""
+    return safe_name(snapshot_id)
 
 
 def prefix(volume: UUID, generation: int) -> str:
@@ -40,5 +40,4 @@ def id_from_tag(name: str, volume: UUID, generation: int) -> str | None:
     head = prefix(volume, generation)
     if not name.startswith(head):
         return None
-    rest = name[len(head) :]
-    return rest if UUID_RE.match(rest) else None
+    return id_from_name(name[len(head) :])

@@ -23,7 +23,7 @@ from evesnap_core import (
     VolumeLocked,
     VolumeNotFound,
 )
-from evesnap_core.process import run
+from evesnap_core.toolkit import run
 
 QEMU_IMG = "qemu-img"
 TIMEOUT = 120.0

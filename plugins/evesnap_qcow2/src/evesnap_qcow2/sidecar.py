@@ -29,9 +29,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
-from evesnap_core.crashpoints import crashpoint
-from evesnap_core.durable import atomic_write, durable_unlink
 from evesnap_core.errors import NoSpace
+from evesnap_core.toolkit import atomic_write, crashpoint, durable_unlink
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1

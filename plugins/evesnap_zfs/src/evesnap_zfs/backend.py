@@ -12,9 +12,9 @@ destroys them silently).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import json
-import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,17 +33,16 @@ from evesnap_core import (
     RollbackCheck,
     RollbackResult,
     SnapshotInfo,
-    SnapshotInUse,
     SnapshotNotFound,
     VolumeDetails,
     VolumeHandle,
     VolumeNotFound,
     VolumeSpec,
     hookimpl,
+    toolkit,
 )
-from evesnap_core.crashpoints import crashpoint
-from evesnap_core.process import run
-from evesnap_zfs import devices, names
+from evesnap_core.toolkit import crashpoint, serialised
+from evesnap_zfs import datasets, devices, names
 from evesnap_zfs.libzfs import load_libzfs_core
 
 NAME = "zfs"
@@ -88,9 +87,22 @@ class ZfsBackend:
         self.context = context
         self.pool = context.option("pool", "persist")
         self.root = names.volumes_root(self.pool, context.option("prefix", "vault"))
+        self.locks = context.persist_dir / "zfs" / "locks"
         self.lzc, self.unavailable_reason = load_libzfs_core()
         if self.lzc is not None and not self.unavailable_reason:
             self.unavailable_reason = self._check_pool()
+
+    def lock_volume(self, volume: VolumeHandle | VolumeSpec | Sequence[VolumeHandle]) -> Any:
+        """The toolkit's per-volume lock of every volume named (in one order, so
+        two group calls cannot deadlock); removed once the zvol is gone."""
+        volumes = sorted(volume, key=lambda v: v.key) if isinstance(volume, Sequence) else [volume]
+        stack = contextlib.ExitStack()
+        for one in volumes:
+            dataset = self._dataset(one)
+            lock = self.locks / f"{one.uuid}.{one.generation}.lock"
+            gone = lambda d=dataset: self.lzc is None or not self.lzc.lzc_exists(d.encode())  # noqa: E731
+            stack.enter_context(toolkit.volume_lock(lock, one.key, gone=gone))
+        return stack
 
     def _check_pool(self) -> str:
         if not Path("/dev/zfs").exists():
@@ -135,34 +147,18 @@ class ZfsBackend:
             raise VolumeNotFound(volume.key, f"zvol {dataset} does not exist")
         return dataset
 
-    def _snapshots(self, dataset: str) -> list[tuple[str, str | None, str | None, int]]:
-        """(full name, id, parent, creation time) of the zvol's snapshots, oldest first."""
-        out = run(
-            [
-                "zfs",
-                "list",
-                "-H",
-                "-p",
-                "-t",
-                "snapshot",
-                "-d",
-                "1",
-                "-s",
-                "createtxg",
-                "-o",
-                f"name,creation,{names.ID_PROP},{names.PARENT_PROP}",
-                dataset,
-            ],
-            timeout=60,
-        )
-        rows = []
-        for line in out.stdout.decode().splitlines():
-            name, created, ident, parent = line.split("\t")
-            rows.append((name, names.decode(ident), names.decode(parent), int(created)))
-        return rows
+    def _available(self) -> int:
+        """Bytes a new zvol may still reserve under the volumes' root (or the pool)."""
+        return datasets.number("available", self.root if self._exists(self.root) else self.pool)
+
+    def _destroy_snapshots(self, snaps: list[bytes], where: str, snapshot_id: str = "") -> None:
+        datasets.destroy_snaps(self._lzc(), self._exc(), snaps, where, snapshot_id, BUSY_RETRIES, BUSY_PAUSE)
+
+    def _when_not_busy(self, action: Any, dataset: str) -> None:
+        datasets.retry_busy(self._exc(), action, dataset, BUSY_RETRIES, BUSY_PAUSE)
 
     def _find(self, dataset: str, snapshot_id: str) -> str | None:
-        return next((n for n, i, _, _ in self._snapshots(dataset) if i == snapshot_id), None)
+        return next((n for n, i, _, _ in datasets.snapshots(dataset) if i == snapshot_id), None)
 
     def _info(
         self, volume: VolumeHandle, name: str, ident: str, parent: str | None, created: int
@@ -208,17 +204,22 @@ class ZfsBackend:
     # ================================================================ volumes
 
     @hookimpl
+    @serialised
     def evesnap_create_volume(self, volume: VolumeSpec) -> VolumeHandle:
+        return self._create(volume)
+
+    def _create(self, volume: VolumeSpec) -> VolumeHandle:
         lzc = self._lzc()
         dataset = self._dataset(volume)
         size = max(volume.size_bytes, 1 << 20)
         size += -size % (16 << 10)  # a whole number of volblocks
         if self._exists(dataset):
-            current = self._volsize(dataset)
+            current = datasets.number("volsize", dataset)
             if current != size:
                 raise AlreadyExists(f"volume {volume.key} exists with {current} bytes, not {size}")
             return self._handle(volume)
         self._ensure_root()
+        toolkit.require_free(f"ZFS pool {self.pool}", size, self._available())
         try:
             lzc.lzc_create(
                 dataset.encode(),
@@ -226,68 +227,51 @@ class ZfsBackend:
                 props={b"volsize": size, b"volblocksize": 16 << 10, b"snapdev": 1},
             )
         except self._exc().NoSpace as exc:
-            raise NoSpace(self.pool, size, 0) from exc
+            raise NoSpace(f"ZFS pool {self.pool}", size, self._available()) from exc
         devices.wait_for_device(dataset)
         return self._handle(volume)
 
-    def _volsize(self, dataset: str) -> int:
-        out = run(["zfs", "get", "-Hp", "-o", "value", "volsize", dataset], timeout=60)
-        return int(out.stdout.decode().strip())
-
     @hookimpl
+    @serialised
     def evesnap_populate_volume(
         self, volume: VolumeSpec, source: ContentSource, progress: Any
     ) -> VolumeHandle:
-        info = run(
-            ["qemu-img", "info", "--output=json", "-f", source.format, str(source.path.resolve())],
-            timeout=120,
-        )
-        virtual = int(json.loads(info.stdout)["virtual-size"])
-        spec = volume.model_copy(update={"size_bytes": max(volume.size_bytes, virtual)})
-        handle = self.evesnap_create_volume(spec)
+        """The content image inspected first (refused when it names another file),
+        the pool's space checked by the create, then the bytes onto the zvol."""
+        image = toolkit.inspect_content(source)
+        spec = volume.model_copy(update={"size_bytes": max(volume.size_bytes, image.virtual_size)})
+        if self._exists(self._dataset(volume)):
+            return self._create(spec)  # idempotent: the same size, or AlreadyExists
+        handle = self._create(spec)
         device = devices.wait_for_device(self._dataset(volume))
         try:
-            run(
-                [
-                    "qemu-img",
-                    "convert",
-                    "-n",
-                    "-f",
-                    source.format,
-                    "-O",
-                    "raw",
-                    str(source.path.resolve()),
-                    str(device),
-                ],
-                timeout=3600,
-            )
-        except EvesnapError:
-            self.evesnap_destroy_volume(handle)
+            toolkit.write_content(image, device, spec.size_bytes, progress, device=True)
+        except BaseException:
+            self._destroy(handle)
             raise
-        if progress is not None:
-            progress(virtual, virtual)
         return handle
 
     @hookimpl
+    @serialised
     def evesnap_destroy_volume(self, volume: VolumeHandle) -> None:
         """Destroy the zvol and its snapshots; a missing zvol is already destroyed."""
+        self._destroy(volume)
+
+    def _destroy(self, volume: VolumeHandle) -> None:
         lzc = self._lzc()
         dataset = self._dataset(volume)
         if not self._exists(dataset):
             return
-        snaps = [n.encode() for n, _, _, _ in self._snapshots(dataset)]
+        snaps = [n.encode() for n, _, _, _ in datasets.snapshots(dataset)]
         if snaps:
-            self._destroy_snaps(snaps, volume.key)
-        self._retry_busy(lambda: lzc.lzc_destroy(dataset.encode()), dataset)
+            self._destroy_snapshots(snaps, volume.key)
+        self._when_not_busy(lambda: lzc.lzc_destroy(dataset.encode()), dataset)
 
     @hookimpl
     def evesnap_volume_details(self, volume: VolumeHandle) -> VolumeDetails:
         dataset = self._require(volume)
-        out = run(["zfs", "get", "-Hp", "-o", "property,value", "volsize,used", dataset], timeout=60)
-        props = dict(line.split("\t", 1) for line in out.stdout.decode().splitlines())
-        return VolumeDetails(
-            handle=volume, format="zvol", virtual_size=int(props["volsize"]), actual_size=int(props["used"])
-        )
+        virtual, used = datasets.number("volsize", dataset), datasets.number("used", dataset)
+        return VolumeDetails(handle=volume, format="zvol", virtual_size=virtual, actual_size=used)
 
     # ================================================================ snapshots
 
@@ -298,6 +282,10 @@ class ZfsBackend:
     @hookimpl
     def evesnap_snapshot_group(self, volumes: list[VolumeHandle], snapshot_id: str) -> list[SnapshotInfo]:
         """One lzc_snapshot call for all zvols: ZFS makes them all or none."""
+        with self.lock_volume(volumes):
+            return self._snapshot_group(volumes, snapshot_id)
+
+    def _snapshot_group(self, volumes: list[VolumeHandle], snapshot_id: str) -> list[SnapshotInfo]:
         lzc = self._lzc()
         now = datetime.now(UTC)
         wanted: list[bytes] = []
@@ -305,7 +293,7 @@ class ZfsBackend:
         parents: dict[str, str | None] = {}
         for volume in volumes:
             dataset = self._require(volume)
-            rows = self._snapshots(dataset)
+            rows = datasets.snapshots(dataset)
             if any(i == snapshot_id for _, i, _, _ in rows):
                 continue  # idempotent
             parents[dataset] = rows[-1][1] if rows else None
@@ -315,20 +303,19 @@ class ZfsBackend:
             try:
                 lzc.lzc_snapshot(wanted, props=props)
             except self._exc().SnapshotFailure as exc:
-                raise EvesnapError(f"ZFS refused the group snapshot {snapshot_id!r}: {_errors(exc)}") from exc
+                raise EvesnapError(
+                    f"ZFS refused the group snapshot {snapshot_id!r}: {datasets.errors_of(exc)}"
+                ) from exc
             crashpoint("zfs.snapshot.made")
             for snap in wanted:
                 parent = parents[snap.decode().split("@")[0]]
                 if parent is not None:
-                    run(
-                        ["zfs", "set", f"{names.PARENT_PROP}={names.encode(parent)}", snap.decode()],
-                        timeout=60,
-                    )
+                    datasets.set_parent(snap.decode(), parent)
             crashpoint("zfs.snapshot.parents_set")
         infos = []
         for volume in volumes:
             dataset = self._dataset(volume)
-            row = next((r for r in self._snapshots(dataset) if r[1] == snapshot_id), None)
+            row = next((r for r in datasets.snapshots(dataset) if r[1] == snapshot_id), None)
             if row is None:
                 raise EvesnapError(f"snapshot {snapshot_id!r} of {dataset} missing right after it was made")
             infos.append(self._info(volume, row[0], snapshot_id, row[2], row[3]))
@@ -337,10 +324,10 @@ class ZfsBackend:
     @hookimpl
     def evesnap_list_snapshots(self, volume: VolumeHandle) -> list[SnapshotInfo]:
         dataset = self._require(volume)
-        return [self._info(volume, n, i or n, p, c) for n, i, p, c in self._snapshots(dataset)]
+        return [self._info(volume, n, i or n, p, c) for n, i, p, c in datasets.snapshots(dataset)]
 
     def _newer(self, dataset: str, snapshot_id: str) -> tuple[str, list[tuple[str, str]]]:
-        rows = self._snapshots(dataset)
+        rows = datasets.snapshots(dataset)
         index = next((k for k, r in enumerate(rows) if r[1] == snapshot_id), None)
         if index is None:
             raise SnapshotNotFound(snapshot_id, dataset)
@@ -357,6 +344,7 @@ class ZfsBackend:
         )
 
     @hookimpl
+    @serialised
     def evesnap_rollback(self, volume: VolumeHandle, snapshot_id: str, destroy_newer: bool) -> RollbackResult:
         lzc = self._lzc()
         dataset = self._require(volume)
@@ -364,9 +352,9 @@ class ZfsBackend:
         if newer and not destroy_newer:
             raise RollbackBlocked(snapshot_id, [i for _, i in newer])
         if newer:
-            self._destroy_snaps([n.encode() for n, _ in newer], volume.key)
+            self._destroy_snapshots([n.encode() for n, _ in newer], volume.key)
             crashpoint("zfs.rollback.newer_destroyed")
-        self._retry_busy(lambda: lzc.lzc_rollback_to(dataset.encode(), name.encode()), dataset)
+        self._when_not_busy(lambda: lzc.lzc_rollback_to(dataset.encode(), name.encode()), dataset)
         crashpoint("zfs.rollback.applied")
         devices.flush_buffers(dataset)
         return RollbackResult(
@@ -374,54 +362,32 @@ class ZfsBackend:
         )
 
     @hookimpl
+    @serialised
     def evesnap_delete_snapshot(self, volume: VolumeHandle, snapshot_id: str) -> None:
+        """Destroy the snapshot; its children take its parent (the toolkit's
+        lineage), so no evesnap:parent names a deleted snapshot."""
         dataset = self._dataset(volume)
         if not self._exists(dataset):
             return
-        name = self._find(dataset, snapshot_id)
-        if name is not None:
-            self._destroy_snaps([name.encode()], volume.key, snapshot_id)
-            crashpoint("zfs.delete.destroyed")
+        rows = datasets.snapshots(dataset)
+        name = next((n for n, i, _, _ in rows if i == snapshot_id), None)
+        if name is None:
+            return
+        self._destroy_snapshots([name.encode()], volume.key, snapshot_id)
+        crashpoint("zfs.delete.destroyed")
+        self._reparent(rows, snapshot_id)
 
-    def _destroy_snaps(self, snaps: list[bytes], where: str, snapshot_id: str = "") -> None:
-        """Destroy, retrying a bounded number of times while ZFS says busy; a cloned
-        snapshot is in use; every other failure is raised, never swallowed."""
-        lzc, exc_mod = self._lzc(), self._exc()
-        for attempt in range(BUSY_RETRIES + 1):
-            try:
-                lzc.lzc_destroy_snaps(snaps, defer=False)
-                return
-            except exc_mod.SnapshotDestructionFailure as exc:
-                errors = list(getattr(exc, "errors", []))
-                if any(isinstance(e, exc_mod.SnapshotIsCloned) for e in errors):
-                    clones = self._clones_of(snaps)
-                    raise SnapshotInUse(snapshot_id or snaps[0].decode(), clones or ["a clone"]) from exc
-                busy = any(getattr(e, "errno", None) == 16 for e in errors)  # EBUSY
-                if not busy or attempt == BUSY_RETRIES:
-                    raise EvesnapError(f"ZFS could not destroy snapshots of {where}: {_errors(exc)}") from exc
-            time.sleep(BUSY_PAUSE)
-
-    def _retry_busy(self, action: Any, dataset: str) -> None:
-        exc_mod = self._exc()
-        for attempt in range(BUSY_RETRIES + 1):
-            try:
-                action()
-                return
-            except exc_mod.DatasetBusy as exc:
-                if attempt == BUSY_RETRIES:
-                    raise EvesnapError(f"{dataset} stayed busy after {BUSY_RETRIES} retries: {exc}") from exc
-            time.sleep(BUSY_PAUSE)
-
-    def _clones_of(self, snaps: list[bytes]) -> list[str]:
-        found = []
-        for snap in snaps:
-            out = run(["zfs", "get", "-H", "-o", "value", "clones", snap.decode()], timeout=60, check=False)
-            found += [c for c in out.stdout.decode().strip().split(",") if c and c != "-"]
-        return found
+    @staticmethod
+    def _reparent(rows: list[datasets.Row], deleted: str) -> None:
+        moved = toolkit.reparented({i: p for _, i, p, _ in rows if i is not None}, deleted)
+        for snap, ident, _, _ in rows:
+            if ident in moved:
+                datasets.set_parent(snap, moved[ident])
 
     # ================================================================ clones and access
 
     @hookimpl
+    @serialised
     def evesnap_clone_snapshot(
         self, volume: VolumeHandle, snapshot_id: str, target: VolumeSpec, progress: Any
     ) -> VolumeHandle:
@@ -452,8 +418,3 @@ class ZfsBackend:
     @hookimpl
     def evesnap_close_snapshot(self, volume: VolumeHandle, export: ReadOnlyExport) -> None:
         """Nothing to release: the snapshot device exists as long as the snapshot."""
-
-
-def _errors(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None) or [exc]
-    return "; ".join(f"{type(e).__name__}: {e}" for e in errors)

@@ -8,6 +8,20 @@
 """
 
 from evesnap_core.backend import Backend
+from evesnap_core.discovery import load_backends
+from evesnap_core.errors import BackendBug
 from evesnap_core.testing.conformance.harness import Harness, byte_runs, pattern, qemu_io_read, qemu_io_write
+from evesnap_core.testing.qemu_vm import Disk, QemuProcess
 
-__all__ = ["Backend", "Harness", "byte_runs", "pattern", "qemu_io_read", "qemu_io_write"]
+__all__ = [
+    "Backend",
+    "BackendBug",
+    "Disk",
+    "Harness",
+    "QemuProcess",
+    "byte_runs",
+    "load_backends",
+    "pattern",
+    "qemu_io_read",
+    "qemu_io_write",
+]

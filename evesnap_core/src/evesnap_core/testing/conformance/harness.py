@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,10 +18,30 @@ from typing import ClassVar
 
 from evesnap_core.backend import Backend
 from evesnap_core.discovery import load_backends
-from evesnap_core.handler_types import ReadOnlyExport, VolumeHandle, VolumeSpec
+from evesnap_core.handler_types import LiveAttachment, ReadOnlyExport, VolumeHandle, VolumeSpec
 from evesnap_core.process import run
+from evesnap_core.qemu import QmpClient
+from evesnap_core.testing.qemu_vm import Disk, QemuProcess
 
 MIB = 1024 * 1024
+MAX_SOCKET_PATH = 107
+"""A Unix socket path (sun_path) holds 108 bytes with its terminating NUL."""
+SOCKET_NAME_BUDGET = 64
+"""The longest socket file name a backend or the VM harness puts in the runtime folder."""
+
+
+def short_runtime_dir(preferred: Path) -> Path:
+    """A new private folder for sockets whose paths stay under the 107-byte limit
+    whatever TMPDIR (or the test's folder) is: `preferred` when it is short
+    enough, else the system's temporary folder, else /tmp, else /run."""
+    fallbacks = (Path(tempfile.gettempdir()), Path("/tmp"), Path("/run"))  # noqa: S108 (mkdtemp: private)
+    for base in (preferred.parent, *fallbacks):
+        if len(os.fsencode(base)) + 1 + 16 + SOCKET_NAME_BUDGET > MAX_SOCKET_PATH:
+            continue
+        with contextlib.suppress(OSError):
+            base.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix="evesnap-rt-", dir=base))
+    raise RuntimeError(f"no folder short enough for unix sockets (tried {preferred}, TMPDIR, /tmp, /run)")
 
 
 class Harness:
@@ -37,8 +58,8 @@ class Harness:
         self.workdir = workdir
         self.persist = workdir / "persist"
         self.persist.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.runtime_dir = workdir / "run"
-        self.runtime_dir.mkdir(exist_ok=True, mode=0o700)
+        self.runtime_dir = short_runtime_dir(workdir / "run")
+        self._vms: list[QemuProcess] = []
 
     # ------------------------------------------------------------ the backend
 
@@ -93,20 +114,69 @@ class Harness:
             return
         qemu_io_write(_export_target(export), export.format, offset, data)
 
+    # ------------------------------------------------------------ what the backend leaves
+
+    def backend_roots(self) -> list[Path]:
+        """The folders the backend keeps its files in (default: the persist folder)."""
+        return [self.persist]
+
+    def backend_files(self) -> set[str]:
+        """Every file and symlink under :meth:`backend_roots` (folders do not count:
+        an empty folder holds nothing), for the cases that prove nothing is left."""
+        found: set[str] = set()
+        for root in self.backend_roots():
+            if root.is_dir():
+                found |= {str(p) for p in root.rglob("*") if p.is_symlink() or not p.is_dir()}
+        return found
+
     # ------------------------------------------------------------ optional
 
+    def vm_disk(self, volume: VolumeHandle, index: int) -> Disk:
+        """How the VM harness attaches `volume`: its location as a file or block
+        device, in its own format (raw for anything qemu has no driver for)."""
+        fmt = "qcow2" if volume.format == "qcow2" else "raw"
+        return Disk(path=Path(volume.location), node_name=f"n{index}", format=fmt)
+
     @contextlib.contextmanager
-    def attached(self, volumes: Sequence[VolumeHandle]) -> Iterator[list[VolumeHandle] | None]:
-        """Hold `volumes` in a running VM and yield their attached handles, or None
-        when this harness cannot run VMs (live cases are then skipped)."""
-        yield None
+    def attached(self, volumes: Sequence[VolumeHandle]) -> Iterator[list[VolumeHandle]]:
+        """Hold `volumes` in a running QEMU without a guest OS (as the app runtime
+        does: the volumes open read-write, QMP on a socket) and yield their
+        attached handles. The QEMU is stopped and its sockets removed on the way
+        out, whatever happens."""
+        vm = QemuProcess([self.vm_disk(v, i) for i, v in enumerate(volumes)], self.runtime_dir)
+        self._vms.append(vm)
+        with vm:
+            yield [
+                v.attached(
+                    LiveAttachment(
+                        qmp_socket=vm.control_socket, node_name=f"n{i}", device=_guest_device(i), vm=vm.name
+                    )
+                )
+                for i, v in enumerate(volumes)
+            ]
 
     def write_attached(self, volume: VolumeHandle, offset: int, data: bytes) -> None:
-        """Write into a volume that a running VM holds (e.g. HMP qemu-io)."""
-        raise NotImplementedError
+        """Write into a volume a running VM holds, through the guest's device as a
+        guest would write (HMP qemu-io), then flush."""
+        held = volume.attachment
+        assert held is not None and held.device, "the VM harness names the guest device"
+        with QmpClient(held.qmp_socket) as qmp:
+            for start, value, length in byte_runs(data):
+                qmp.hmp(f'qemu-io -d {held.device} "write -P {value} {offset + start} {length}"')
+            qmp.hmp(f'qemu-io -d {held.device} "flush"')
 
     def cleanup(self) -> None:
-        """Release whatever the harness made outside `workdir`."""
+        """Release whatever the harness made outside `workdir` (subclasses that
+        override this call it too): VMs still running, the runtime folder."""
+        for vm in self._vms:
+            vm.stop()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+
+def _guest_device(index: int) -> str:
+    """The qdev path of the block device a guest writes through (``qemu-io -d``)
+    for the `index`-th disk of a :class:`QemuProcess`."""
+    return f"/machine/peripheral/disk{index}/virtio-backend"
 
 
 def _export_target(export: ReadOnlyExport) -> str:
