@@ -14,14 +14,28 @@ Rules every implementation follows (the conformance suite checks them):
 * Arguments and results are the pydantic models of
   :mod:`evesnap_core.handler_types`; an implementation may accept only the
   arguments it needs (pluggy passes the rest by name).
-* Errors are the typed ones of :mod:`evesnap_core.errors`. Anything else is
-  treated as a bug in the backend and reported as such on the app it hit.
-* ``snapshot_id`` is the app-level key the core chose. It may contain any
-  character; a backend maps it to a safe native name of its own, and finds the
-  snapshot again from the same id after a restart.
+* Errors are the typed ones of :mod:`evesnap_core.errors`: a volume that does
+  not exist is ``VolumeNotFound``, an unknown snapshot ``SnapshotNotFound``,
+  too little space ``NoSpace(where, needed, available)`` raised before a byte
+  is written. Anything else is treated as a bug in the backend (``BackendBug``)
+  and reported as such on the app it hit.
+* ``snapshot_id`` is the app-level key the core chose: any string of up to
+  1024 characters (``evesnap_core.toolkit.names.MAX_SNAPSHOT_ID``). A backend
+  maps it to a safe native name of its own (``toolkit.safe_name``: injective,
+  bounded), and finds the snapshot again from the same id after a restart, in
+  a new process.
+* Concurrency: the core may call hooks for different volumes at the same time,
+  from threads of one agent or from several processes (the agent and a CLI
+  command). A backend serialises every hook that touches one volume with a
+  per-volume lock that holds across processes (``toolkit.volume_lock``); a hook
+  that cannot get it within ``toolkit.LOCK_TIMEOUT`` seconds raises
+  ``VolumeLocked`` and never proceeds unlocked. Volumes of one call (a group,
+  a clone's source and target) are locked in one sorted order.
 * Creates are idempotent (the same request twice returns the existing object),
   deletes are idempotent (deleting what does not exist succeeds).
-* Nothing is left half-done: an operation that fails cleans up what it made.
+* Nothing is left half-done or behind: an operation that fails cleans up what
+  it made, and after delete, destroy and close no file, process or socket the
+  backend made for that object remains (``toolkit.tempfiles``).
 * A volume whose handle carries an ``attachment`` is held by a running VM: use
   the live path or raise :class:`~evesnap_core.errors.VolumeLocked`; never run an
   offline tool against it.
@@ -102,7 +116,13 @@ def evesnap_populate_volume(  # type: ignore[empty-body]
 
 @hookspec(firstresult=True)
 def evesnap_destroy_volume(volume: VolumeHandle) -> None:
-    """Remove the volume and everything it holds. Idempotent."""
+    """Remove the volume and everything it holds. Idempotent.
+
+    Snapshots survive it exactly when the backend's ``snapshot_space`` is
+    ``full_copy``: such snapshots are whole, independent copies; they stay
+    listed (``evesnap_list_snapshots`` on the same handle), a rollback brings
+    the volume back, and only ``evesnap_delete_snapshot`` frees them. A
+    ``copy_on_write`` backend's snapshots go with the volume."""
 
 
 @hookspec(firstresult=True)
@@ -147,7 +167,8 @@ def evesnap_rollback_check(  # type: ignore[empty-body]
 ) -> RollbackCheck:
     """Say honestly whether a rollback to `snapshot_id` can happen now and what
     blocks it (newer snapshots it would destroy, a VM that must stop). Changes
-    nothing."""
+    nothing. An unknown snapshot raises SnapshotNotFound (or answers
+    ``possible=False``), never "possible"."""
 
 
 @hookspec(firstresult=True)
@@ -173,8 +194,13 @@ def evesnap_clone_snapshot(  # type: ignore[empty-body]
     target: VolumeSpec,
     progress: ProgressCallback | None,
 ) -> VolumeHandle:
-    """Make `target`, a new volume independent of its source, holding the
-    snapshot's content (capability clone)."""
+    """Make `target`, a new volume independent of its source and of the
+    snapshot (writing any of the three never changes the others), holding the
+    snapshot's content (capability clone).
+
+    Not idempotent: the core clones into a new uuid every time, so a `target`
+    that already exists raises AlreadyExists and is left as it is (a failed
+    clone leaves no target, so a retry never meets one)."""
 
 
 @hookspec(firstresult=True)

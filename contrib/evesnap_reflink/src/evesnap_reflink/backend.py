@@ -266,8 +266,8 @@ class ReflinkBackend:
             if record is None:
                 raise SnapshotNotFound(snapshot_id, volume.key)
             size = max(target.size_bytes, record.volume_size)
-            if clone.exists():
-                return self._existing(clone, size)
+            if clone.exists():  # the hook specification: never idempotent
+                raise AlreadyExists(f"volume {target.key} exists already")
             manifest = VolumeManifest(uuid=target.uuid, generation=target.generation, size_bytes=size)
 
             def fill(image: Path) -> None:

@@ -40,6 +40,8 @@ class ReflinkHarness(Harness):
     backend_name = NAME
     volume_format = "raw"
     reflink_dir: ClassVar[Path | None] = None
+    small_filesystem_kind = "xfs"  # the NoSpace cases need a filesystem that can reflink
+    small_filesystem_size = 300 * 1024 * 1024
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)

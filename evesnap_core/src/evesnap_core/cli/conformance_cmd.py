@@ -19,10 +19,14 @@ def conformance(backend: str, as_json: bool, keyword: str | None) -> None:
     reason), or not declared. Exit code 0 when cases passed and none failed, 1
     when one failed, 2 when the suite could not run or every case was skipped.
     """
-    from evesnap_core.testing.conformance.runner import run_suite
+    from evesnap_core.testing.conformance.runner import SuiteCannotRun, run_suite
 
     extra = ["-k", keyword] if keyword else []
-    results = run_suite(backend, extra)
+    try:
+        results = run_suite(backend, extra, quiet=as_json)
+    except SuiteCannotRun as exc:
+        click.echo(f"evesnap: error: {exc}", err=True)
+        raise SystemExit(2) from None
     if not results:
         click.echo(f"evesnap: error: the suite ran no case for {backend!r} (see the output above)", err=True)
         raise SystemExit(2)

@@ -28,6 +28,7 @@ from evesnap_core.process import run
 from evesnap_core.qemu import QmpClient, QmpDisconnected, QmpError, QmpTimeout
 from evesnap_core.toolkit.content import ContentImage, inspect_content, populate_raw, write_content
 from evesnap_core.toolkit.copies import copy_file, reflink
+from evesnap_core.toolkit.handles import handle_for
 from evesnap_core.toolkit.lineage import after_delete, parents_first, reparented
 from evesnap_core.toolkit.locks import LOCK_TIMEOUT, serialised, volume_lock
 from evesnap_core.toolkit.names import safe_name
@@ -62,6 +63,7 @@ __all__ = [
     "ensure_dir",
     "free_bytes",
     "fsync_dir",
+    "handle_for",
     "inspect_content",
     "parents_first",
     "populate_raw",

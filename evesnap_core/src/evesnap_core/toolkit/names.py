@@ -22,6 +22,9 @@ import re
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_LENGTH = 41
 """The longest name :func:`safe_name` returns."""
+MAX_SNAPSHOT_ID = 1024
+"""The longest snapshot id (in characters) a backend must take; the conformance
+suite tests it, with 3-byte characters too."""
 
 
 def safe_name(snapshot_id: str) -> str:

@@ -56,7 +56,7 @@ from evesnap_core import (
     toolkit,
 )
 from evesnap_core.toolkit import PeerBackend, crashpoint, durable_unlink, ensure_dir, fsync_dir, serialised
-from evesnap_purgeable.store import Mode, Retained, RetainedStore
+from evesnap_purgeable.store import Mode, Retained, RetainedStore, copy_over
 
 NAME = "purgeable"
 PLUGIN_API_VERSION = 1
@@ -120,13 +120,7 @@ class PurgeableBackend:
         return self._live_path(volume.uuid, volume.generation, volume.format)
 
     def _handle(self, spec: VolumeSpec) -> VolumeHandle:
-        return VolumeHandle(
-            uuid=spec.uuid,
-            generation=spec.generation,
-            backend=NAME,
-            format=spec.format,
-            location=str(self._path(spec)),
-        )
+        return toolkit.handle_for(spec, NAME, str(self._path(spec)))
 
     def _format_peer(self, fmt: str) -> PeerBackend | None:
         """The backend that does `fmt`'s format work, or None where this one does it."""
@@ -388,7 +382,7 @@ class PurgeableBackend:
             raise SnapshotNotFound(snapshot_id, f"{record.key} (its retained file is missing)")
         live = self._live_path(record.volume, record.generation, record.format)
         ensure_dir(live.parent)
-        mode = _copy_over(data, live, point="purgeable.rollback.copy_written")
+        mode = copy_over(data, live, point="purgeable.rollback.copy_written")
         crashpoint("purgeable.rollback.copied")
         self.store.set_current(record.volume, record.generation, snapshot_id)
         self.log.info("rollback of %s to %r: %s is live (%s)", volume.key, snapshot_id, record.key, mode)
@@ -424,16 +418,5 @@ class PurgeableBackend:
         if path.exists():
             raise AlreadyExists(f"volume {target.key} exists")
         ensure_dir(path.parent)
-        _copy_over(self.store.data_of(record), path, progress)
+        copy_over(self.store.data_of(record), path, progress)
         return self._handle(target)
-
-
-def _copy_over(src: Path, dst: Path, progress: ProgressCallback | None = None, point: str = "") -> Mode:
-    """Copy `src` over `dst` through a temporary beside it, so that `dst` is
-    whole or untouched; `point` names the crash point before the rename."""
-    with toolkit.temp_file(dst) as tmp:
-        mode: Mode = toolkit.copy_file(src, tmp, progress)
-        if point:
-            crashpoint(point)
-        toolkit.publish(tmp, dst)
-    return mode

@@ -24,7 +24,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, NonNegativeInt, ValidationError
 
-from evesnap_core import AlreadyExists
+from evesnap_core import AlreadyExists, ProgressCallback, toolkit
 from evesnap_core.toolkit import (
     atomic_write,
     crashpoint,
@@ -167,3 +167,14 @@ class RetainedStore:
         with contextlib.suppress(OSError):
             folder.rmdir()
             fsync_dir(folder.parent)
+
+
+def copy_over(src: Path, dst: Path, progress: ProgressCallback | None = None, point: str = "") -> Mode:
+    """Copy `src` over `dst` through a temporary beside it, so that `dst` is
+    whole or untouched; `point` names the crash point before the rename."""
+    with toolkit.temp_file(dst) as tmp:
+        mode: Mode = toolkit.copy_file(src, tmp, progress)
+        if point:
+            crashpoint(point)
+        toolkit.publish(tmp, dst)
+    return mode

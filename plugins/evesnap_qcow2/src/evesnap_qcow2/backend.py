@@ -116,20 +116,15 @@ class Qcow2Backend:
         return self._path(volume.uuid, volume.generation)
 
     def _handle(self, spec: VolumeSpec) -> VolumeHandle:
-        return VolumeHandle(
-            uuid=spec.uuid,
-            generation=spec.generation,
-            backend=NAME,
-            format="qcow2",
-            location=str(self._path(spec.uuid, spec.generation)),
-        )
+        return toolkit.handle_for(spec, NAME, str(self._path(spec.uuid, spec.generation)), "qcow2")
 
     @staticmethod
     def _locked(image: Path) -> contextlib.AbstractContextManager[None]:
         """The image's exclusive lock (the toolkit's per-volume lock), for every
         operation, offline and live: concurrent qemu-img calls corrupt an image."""
         lock = image.with_name(image.name + ".lock")
-        return toolkit.volume_lock(lock, image.name, gone=lambda: not image.exists())
+        gone = lambda: not image.exists() and not sidecar.sidecar_path(image).exists()  # noqa: E731
+        return toolkit.volume_lock(lock, image.name, gone=gone)
 
     @staticmethod
     def _require_image(image: Path) -> None:
@@ -420,7 +415,8 @@ class Qcow2Backend:
                 raise SnapshotInUse(snapshot_id, [f"read-only export {u}" for u in users])
             after = _forget(state, tag, snapshot_id)
             if self._find(image, tag) is None:
-                sidecar.save(image, after)
+                if after != state:  # an unknown id changes nothing, not even the sidecar
+                    sidecar.save(image, after)
             else:
                 sidecar.save_during(
                     image,

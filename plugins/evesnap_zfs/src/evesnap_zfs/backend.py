@@ -130,13 +130,7 @@ class ZfsBackend:
         return names.zvol(self.root, volume.uuid, volume.generation)
 
     def _handle(self, spec: VolumeSpec) -> VolumeHandle:
-        return VolumeHandle(
-            uuid=spec.uuid,
-            generation=spec.generation,
-            backend=NAME,
-            format="zvol",
-            location=self._dataset(spec),
-        )
+        return toolkit.handle_for(spec, NAME, self._dataset(spec), "zvol")
 
     def _exists(self, dataset: str) -> bool:
         return bool(self._lzc().lzc_exists(dataset.encode()))

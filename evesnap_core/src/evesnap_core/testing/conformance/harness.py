@@ -8,8 +8,10 @@ loads the backend the way the agent does, through its entry point.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -129,6 +131,84 @@ class Harness:
                 found |= {str(p) for p in root.rglob("*") if p.is_symlink() or not p.is_dir()}
         return found
 
+    def backend_file_sizes(self) -> dict[str, int]:
+        """Bytes each file of :meth:`backend_files` occupies on disk."""
+        sizes = {}
+        for name in self.backend_files():
+            with contextlib.suppress(OSError):
+                sizes[name] = os.lstat(name).st_blocks * 512
+        return sizes
+
+    def backend_processes(self) -> list[str]:
+        """Processes still running whose command line names this test's persist
+        or runtime folder (a qemu-nbd, a qemu-storage-daemon the backend started),
+        excluding the VMs the harness itself holds volumes with."""
+        marks = [str(self.persist), str(self.runtime_dir)]
+        ours = {vm.pid for vm in self._vms if vm.alive()}
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in ours or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(mark in cmdline for mark in marks):
+                found.append(f"{entry.name}: {cmdline.strip()[:200]}")
+        return found
+
+    # ------------------------------------------------------------ a new process
+
+    def listing_in_new_process(self, volume: VolumeHandle) -> list[tuple[str, str | None]]:
+        """(id, parent) of the volume's snapshots as a backend object in a NEW
+        Python process lists them: this harness class, rebuilt there around the
+        same folders, loads the backend as the agent does (module-level state of
+        this process cannot help it)."""
+        cls = next(c for c in type(self).__mro__ if _importable(c))
+        payload = {
+            "module": cls.__module__,
+            "qualname": cls.__qualname__,
+            "state": {"workdir": str(self.workdir), "persist": str(self.persist)},
+            "volume": volume.model_dump(mode="json"),
+        }
+        out = run(
+            [sys.executable, "-c", _NEW_PROCESS_LISTING, json.dumps(payload)],
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        )
+        return [(row[0], row[1]) for row in json.loads(out.stdout.decode().strip().splitlines()[-1])]
+
+    # ------------------------------------------------------------ a small filesystem
+
+    small_filesystem_kind: ClassVar[str] = "ext4"
+    small_filesystem_size: ClassVar[int] = 32 * MIB
+
+    @contextlib.contextmanager
+    def on_small_filesystem(self) -> Iterator[Harness | None]:
+        """This harness's kind, with the backend's persist folder on a new small
+        loop filesystem (``small_filesystem_kind``/``_size``), for the NoSpace
+        cases; None where this process cannot attach loop devices or the backend
+        does not keep its data under the persist folder (override then)."""
+        from evesnap_core.testing.loopfs import loop_filesystem, loop_unavailable_reason
+
+        kind = self.small_filesystem_kind
+        if loop_unavailable_reason(kind) is not None:  # type: ignore[arg-type]
+            yield None
+            return
+        with loop_filesystem(kind, self.small_filesystem_size, self.workdir) as mount:  # type: ignore[arg-type]
+            small = type(self)(mount / "w")
+            small.persist = mount / "persist"  # wherever the class would put it
+            small.persist.mkdir(mode=0o700, exist_ok=True)
+            try:
+                yield small
+            finally:
+                small.cleanup()
+
+    def free_bytes(self) -> int:
+        """What an unprivileged writer may still use where the persist folder is."""
+        stat = os.statvfs(self.persist)
+        return stat.f_bavail * stat.f_frsize
+
     # ------------------------------------------------------------ optional
 
     def vm_disk(self, volume: VolumeHandle, index: int) -> Disk:
@@ -171,6 +251,35 @@ class Harness:
         for vm in self._vms:
             vm.stop()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+
+def _importable(cls: type) -> bool:
+    """Whether `cls` can be found again by module and qualified name (a class
+    made with type() at run time, say by ``ReflinkHarness.on``, cannot)."""
+    module = sys.modules.get(cls.__module__)
+    target: object = module
+    for part in cls.__qualname__.split("."):
+        target = getattr(target, part, None)
+    return target is cls and issubclass(cls, Harness)
+
+
+_NEW_PROCESS_LISTING = """
+import importlib, json, sys
+payload = json.loads(sys.argv[1])
+from pathlib import Path
+from evesnap_core.handler_types import VolumeHandle
+target = importlib.import_module(payload["module"])
+for part in payload["qualname"].split("."):
+    target = getattr(target, part)
+harness = target.__new__(target)
+harness.workdir = Path(payload["state"]["workdir"])
+harness.persist = Path(payload["state"]["persist"])
+harness.runtime_dir = harness.workdir
+harness._vms = []
+backend = harness.load()
+volume = VolumeHandle.model_validate(payload["volume"])
+print(json.dumps([[i.snapshot_id, i.parent] for i in backend.list_snapshots(volume)]))
+"""
 
 
 def _guest_device(index: int) -> str:

@@ -28,10 +28,16 @@ from pathlib import Path
 
 import pytest
 
-from evesnap_core.backend import Backend
-from evesnap_core.errors import EvesnapError
-from evesnap_core.handler_types import Capability, VolumeHandle
-from evesnap_core.testing.conformance.harness import Harness
+# the cases are imported into backends' test modules: rewrite their asserts so
+# every failure shows the values compared (set before the suite is imported)
+pytest.register_assert_rewrite(
+    "evesnap_core.testing.conformance.suite", "evesnap_core.testing.conformance.integrity"
+)
+
+from evesnap_core.backend import Backend  # noqa: E402
+from evesnap_core.errors import EvesnapError  # noqa: E402
+from evesnap_core.handler_types import Capability, VolumeHandle  # noqa: E402
+from evesnap_core.testing.conformance.harness import Harness  # noqa: E402
 
 HARNESS_GROUP = "evesnap.conformance"
 

@@ -3,14 +3,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from evesnap_core.discovery import load_backends
+from evesnap_core.errors import EvesnapError
 from evesnap_core.testing.conformance import suite
+from evesnap_core.testing.conformance.plugin import harness_for
+
+
+class SuiteCannotRun(EvesnapError):
+    """The backend has no harness registered, or cannot be loaded: one line."""
 
 
 @dataclass
@@ -55,10 +66,42 @@ def _failure_line(report: pytest.TestReport) -> str:
     return str(report.longrepr).strip().splitlines()[-1]
 
 
-def run_suite(backend: str, extra_args: list[str] | None = None) -> list[CaseResult]:
-    """Run every case against installed backend `backend`; one result per case."""
+def check_runnable(backend: str) -> None:
+    """SuiteCannotRun unless `backend` registered a harness and loads here."""
+    try:
+        harness_for(backend)
+    except (LookupError, TypeError, ImportError) as exc:
+        raise SuiteCannotRun(f"cannot run the conformance suite for {backend!r}: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="evesnap-conformance-load-") as tmp:
+        try:
+            load_backends(Path(tmp), environ=os.environ).get(backend)
+        except EvesnapError as exc:
+            raise SuiteCannotRun(f"cannot run the conformance suite for {backend!r}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Everything written to stdout meanwhile (pytest's report, any child
+    process) goes to stderr, so that stdout carries only what the caller prints."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def run_suite(backend: str, extra_args: list[str] | None = None, quiet: bool = False) -> list[CaseResult]:
+    """Run every case against installed backend `backend`; one result per case.
+    With `quiet`, nothing reaches stdout (``--json``)."""
+    check_runnable(backend)
     collector = _Collector()
-    with tempfile.TemporaryDirectory(prefix="evesnap-conformance-") as tmp:
+    guard = stdout_to_stderr() if quiet else contextlib.nullcontext()
+    with guard, tempfile.TemporaryDirectory(prefix="evesnap-conformance-") as tmp:
         args = [
             str(Path(suite.__file__)),
             "-p",

@@ -34,6 +34,9 @@ from evesnap_core.errors import (
 from evesnap_core.handler_types import Capability, ContentSource, SnapshotInfo, VolumeHandle
 from evesnap_core.process import run
 from evesnap_core.testing.conformance.harness import MIB, Harness, first_difference, pattern
+from evesnap_core.testing.conformance.integrity import *  # noqa: F403 (the cases, collected here)
+from evesnap_core.testing.conformance.integrity import __all__ as _integrity_cases
+from evesnap_core.testing.conformance.integrity import expect
 from evesnap_core.testing.content_images import REFERENCE_KINDS, referencing_image
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "TestRollbackCheck",
     "TestStateSurvivesRestart",
     "TestVolumes",
+    *_integrity_cases,
 ]
 
 REGION = MIB
@@ -133,11 +137,9 @@ class TestPopulate:
         source, secret = referencing_image(harness.workdir / "hostile", kind)
         spec = harness.volume_spec()
         before = harness.backend_files()
-        with pytest.raises(FormatError) as refused:
-            made = backend.populate_volume(spec, source)
-            backend.destroy_volume(made)
-        assert str(secret) in str(refused.value), (
-            f"expected the error to name the referenced file {secret}, got: {refused.value}"
+        refused = expect(FormatError, lambda: backend.populate_volume(spec, source), f"populate ({kind})")
+        assert str(secret) in str(refused), (
+            f"expected the error to name the referenced file {secret}, got: {refused}"
         )
         assert harness.backend_files() == before, (
             f"a refused populate left files: {sorted(harness.backend_files() - before)}"
@@ -174,8 +176,7 @@ class TestRollback:
         self, snapshots: Backend, volume: VolumeHandle
     ) -> None:
         need(snapshots, *Capability.rollback())
-        with pytest.raises(SnapshotNotFound):
-            snapshots.rollback(volume, "never-taken")
+        expect(SnapshotNotFound, lambda: snapshots.rollback(volume, "never-taken"), "rollback to unknown")
 
     def test_rollback_to_an_older_snapshot_keeps_newer_ones(
         self, harness: Harness, snapshots: Backend, volume: VolumeHandle
@@ -222,9 +223,8 @@ class TestRollbackCheck:
         snapshots.snapshot(volume, "s1")
         fill(harness, volume, seed=12)
         snapshots.snapshot(volume, "s2")
-        with pytest.raises(RollbackBlocked) as blocked:
-            snapshots.rollback(volume, "s1")
-        assert blocked.value.blockers == ["s2"]
+        blocked = expect(RollbackBlocked, lambda: snapshots.rollback(volume, "s1"), "rollback past s2")
+        assert blocked.blockers == ["s2"], f"expected the blockers ['s2'], got {blocked.blockers}"
         assert ids(snapshots.list_snapshots(volume)) == ["s1", "s2"]
         result = snapshots.rollback(volume, "s1", destroy_newer=True)
         assert list(result.destroyed) == ["s2"], f"destroyed snapshots not reported: {result}"
@@ -247,8 +247,7 @@ class TestIdempotentCreate:
         try:
             assert backend.create_volume(spec) == first
             bigger = spec.model_copy(update={"size_bytes": spec.size_bytes * 2})
-            with pytest.raises(AlreadyExists):
-                backend.create_volume(bigger)
+            expect(AlreadyExists, lambda: backend.create_volume(bigger), "the same volume with another size")
         finally:
             backend.destroy_volume(first)
 
@@ -357,8 +356,8 @@ class TestClone:
         self, harness: Harness, snapshots: Backend, volume: VolumeHandle
     ) -> None:
         need(snapshots, Capability.CLONE)
-        with pytest.raises(SnapshotNotFound):
-            snapshots.clone(volume, "never-taken", harness.volume_spec())
+        target = harness.volume_spec()
+        expect(SnapshotNotFound, lambda: snapshots.clone(volume, "never-taken", target), "clone of unknown")
 
 
 @pytest.mark.capability("read_only")
