@@ -119,7 +119,7 @@ def conformance_harness_class():
 
 def plugin_run(site: Path, tmp_path: Path, *args: str, mutant: str = "") -> subprocess.CompletedProcess[str]:
     tests = tmp_path / "tests"
-    tests.mkdir()
+    tests.mkdir(parents=True)
     (tests / "conftest.py").write_text(CONFTEST)
     suite = "from evesnap_core.testing.conformance.suite import *  # noqa\n"
     (tests / "test_conformance.py").write_text(suite)

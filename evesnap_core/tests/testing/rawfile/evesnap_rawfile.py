@@ -340,10 +340,22 @@ class RawFileBackend:
 
 
 def _stop(pid: int, sock: Path) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, 0)
+    """SIGTERM, a bounded wait, then SIGKILL: the server never outlives close."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:  # not our child (another process started it)
+                if not Path(f"/proc/{pid}").exists():
+                    break
+            time.sleep(0.02)
+        else:
+            continue
+        break
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
 

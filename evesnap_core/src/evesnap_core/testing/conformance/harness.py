@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -250,6 +251,9 @@ class Harness:
         override this call it too): VMs still running, the runtime folder."""
         for vm in self._vms:
             vm.stop()
+        for leftover in self.backend_processes():  # a backend's leak never outlives the case
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(leftover.split(":", 1)[0]), signal.SIGKILL)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
