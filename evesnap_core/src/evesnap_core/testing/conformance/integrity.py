@@ -6,7 +6,9 @@ independence after rollback and of clones, every idempotent call repeated, and
 live capabilities run for real.
 
 Every assertion says what was expected and what happened. Collected through
-``from evesnap_core.testing.conformance.suite import *``.
+``from evesnap_core.testing.conformance.suite import *``. Long on purpose: one
+module holds the cases and the small byte model (Image) they share, so a
+backend author reads every data-loss case in one place.
 """
 
 from __future__ import annotations
