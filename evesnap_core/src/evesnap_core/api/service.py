@@ -219,15 +219,15 @@ class Service:
         def progress(done: int, total: int) -> None:
             job.op.progress = Progress(done=done, total=total)
 
-        orch = self.session.orchestrator
-        saved_progress, saved_base = orch.progress, orch.resolver.base_dir
+        wiring = self.session.orchestrator.wiring  # what the orchestrator's parts share
+        saved_progress, saved_base = wiring.progress, wiring.resolver.base_dir
         old_cwd = Path.cwd()
         out, err = sys.stdout, sys.stderr
         assert isinstance(out, _Router) and isinstance(err, _Router)
         code = 0
         try:
             os.chdir(request.cwd)
-            orch.progress = progress
+            wiring.progress = progress
             sessions.hosted = self.session
             with out.capture() as stdout, err.capture() as stderr:
                 try:
@@ -240,7 +240,7 @@ class Service:
                     code = 2
         finally:
             sessions.hosted = None
-            orch.progress, orch.resolver.base_dir = saved_progress, saved_base
+            wiring.progress, wiring.resolver.base_dir = saved_progress, saved_base
             os.chdir(old_cwd)
             if stdin_file:
                 with contextlib.suppress(OSError):

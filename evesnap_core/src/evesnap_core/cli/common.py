@@ -24,7 +24,7 @@ def session_or_fail(
     from evesnap_core.cli import session as sessions
 
     if sessions.hosted is not None:  # a command the agent runs for a client: its session
-        sessions.hosted.orchestrator.resolver.base_dir = base_dir or Path.cwd()
+        sessions.hosted.orchestrator.wiring.resolver.base_dir = base_dir or Path.cwd()
         return sessions.hosted
     try:
         return open_session(obj.persist, obj.runtime, base_dir, terminal_progress(as_json), write=write)

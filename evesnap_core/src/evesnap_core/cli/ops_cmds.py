@@ -166,7 +166,7 @@ def agent(
                 click.echo(f"evesnap agent: ignoring invalid {config_path}: {exc}", err=True)
             else:
                 with lock:  # local requests queue behind the reconcile, and it behind them
-                    session.orchestrator.resolver.base_dir = base_dir
+                    session.orchestrator.wiring.resolver.base_dir = base_dir
                     session.orchestrator.reconcile(device)
                     reports = session.orchestrator.reports(for_controller=True)  # clones are the device's own
                     data = status_json(session.orchestrator, reports, sizes=False)
