@@ -69,7 +69,7 @@ def run_suite(pytester: pytest.Pytester, xfs_root: Path, broken: bool) -> pytest
     # the cases a rollback touches and enough others for a control (the whole
     # suite is proven elsewhere: test_conformance.py)
     cases = "TestRollback or TestDelete or TestListing or TestClone or TestIdempotentCreate or Hostile"
-    return pytester.runpytest_subprocess("-vv", "-rf", "-p", "no:cacheprovider", "-k", cases, timeout=600)
+    return pytester.runpytest_subprocess("-vv", "-rf", "-p", "no:cacheprovider", "-k", cases, timeout=1500)
 
 
 def test_suite_fails_a_backend_whose_rollback_does_nothing(pytester: pytest.Pytester, xfs_root: Path) -> None:
