@@ -15,6 +15,7 @@ from evesnap_core import (
     BackendInfo,
     Capability,
     LiveAttachment,
+    NoBackendFor,
     NotSupported,
     SnapshotInfo,
     SnapshotNotFound,
@@ -168,8 +169,14 @@ def test_group_fallback_undoes_a_partial_group(loaded: Any) -> None:
 def test_claim_picks_the_backend_or_says_none_claims(tmp_path: Path) -> None:
     registry = load_backends(tmp_path, extra=[("memory", MemoryBackend)], environ={})
     assert registry.claim(spec()).name == "memory"
-    with pytest.raises(VolumeNotFound, match="no available backend claims a nosuchformat volume"):
+    with pytest.raises(NoBackendFor, match="no bundled backend makes blank nosuchformat volumes"):
         registry.claim(VolumeSpec(uuid=uuid.uuid4(), format="nosuchformat"))
+    # the message names the distribution (and the extra) that would serve the volume
+    registry = load_backends(tmp_path, environ={"EVESNAP_BLOCK_PLUGINS": "qcow2,zfs,purgeable,reflink"})
+    with pytest.raises(NoBackendFor, match=r"evesnap-purgeable: pip install 'evesnap-core\[purgeable\]'"):
+        registry.claim(VolumeSpec(uuid=uuid.uuid4(), format="qcow2", purgeable=True))
+    with pytest.raises(NoBackendFor, match=r"evesnap-zfs: pip install 'evesnap-core\[zfs\]'"):
+        registry.claim(VolumeSpec(uuid=uuid.uuid4(), format="zvol"))
 
 
 def test_block_list_applies_to_builtin_backends_too(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def test_unknown_app_and_snapshot_are_one_line_errors(cli: Cli) -> None:
     out = cli("snapshot", "list", "nosuchapp")
     assert out.returncode == 2 and "no app is named 'nosuchapp'" in out.stderr
     out = cli("snapshot", "rollback", "shop", str(uuid.uuid4()))
-    assert out.returncode == 1 and "rollback of shop failed" in out.stderr
+    assert out.returncode == 2 and "run 'evesnap snapshot list shop'" in out.stderr
 
 
 def test_controller_snapshot_and_rollback_through_apply(cli: Cli) -> None:

@@ -26,7 +26,7 @@ from stevedore import NamedExtensionManager
 
 from evesnap_core import hookspecs
 from evesnap_core.backend import CAPABILITY_HOOKS, REQUIRED_HOOKS, Backend
-from evesnap_core.errors import BackendUnavailable, EvesnapError, VolumeNotFound
+from evesnap_core.errors import BackendUnavailable, EvesnapError, NoBackendFor
 from evesnap_core.handler_types import BackendContext, BackendInfo, VolumeSpec
 from evesnap_core.plugin_api import ENTRY_POINT_GROUP, ApiWindow
 
@@ -99,11 +99,37 @@ class Registry:
             candidate = self.backends.get(name)
             if candidate is not None and candidate.info.available and candidate.claims(volume):
                 return candidate
-        raise VolumeNotFound(
-            volume.key,
-            f"no available backend claims a {volume.format} volume"
-            f" (available: {', '.join(b.name for b in self.available()) or 'none'})",
+        available = ", ".join(b.name for b in self.available()) or "none"
+        raise NoBackendFor(volume.key, f"{_what_serves(volume)} (available here: {available})")
+
+
+BUNDLED_SERVES = {
+    "qcow2": ("evesnap-qcow2", "qcow2"),
+    "zvol": ("evesnap-zfs", "zfs"),
+}
+"""Volume format -> (distribution, evesnap-core extra) of the bundled backend
+that serves blank volumes of that format."""
+
+
+def _what_serves(volume: VolumeSpec) -> str:
+    """What to install or change so that `volume` finds a backend."""
+    if volume.purgeable:
+        return (
+            f"a purgeable {volume.format} volume (from a content tree, VCOT_DOWNLOAD) is served by "
+            "evesnap-purgeable: pip install 'evesnap-core[purgeable]'"
         )
+    bundled = BUNDLED_SERVES.get(volume.format)
+    if bundled is not None:
+        dist, extra = bundled
+        return (
+            f"a {volume.format} volume is served by {dist}: pip install 'evesnap-core[{extra}]' "
+            "(if it is installed, 'evesnap plugins' says why it cannot work here)"
+        )
+    return (
+        f"no bundled backend makes blank {volume.format} volumes (EVESNAP_VOLUME_FORMAT="
+        f"{volume.format}?): set EVESNAP_VOLUME_FORMAT to qcow2 or zvol, or install a backend "
+        f"that serves {volume.format} (such as contrib/evesnap_reflink for raw)"
+    )
 
 
 def blocked_names(environ: Mapping[str, str] | None = None) -> set[str]:

@@ -52,6 +52,15 @@ class BackendUnavailable(EvesnapError):
         super().__init__(f"backend {backend!r} is unavailable: {reason}")
 
 
+class NoBackendFor(EvesnapError):
+    """No installed, available backend claims a volume; the message names what
+    would serve it (a distribution to install, a setting to change)."""
+
+    def __init__(self, volume: str, detail: str) -> None:
+        self.volume = volume
+        super().__init__(f"no backend for volume {volume}: {detail}")
+
+
 class NotFound(EvesnapError):
     """Something named does not exist."""
 

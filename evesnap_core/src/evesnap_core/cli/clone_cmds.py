@@ -29,7 +29,7 @@ def clone() -> None:
 @click.argument("snapshot_id")
 @click.option("--name", required=True, help="The clone's display name.")
 @click.option("--no-start", is_flag=True, help="Create it stopped.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_obj
 def clone_app(obj: Any, app: str, snapshot_id: str, name: str, no_start: bool, as_json: bool) -> None:
     """A new app from SNAPSHOT_ID of APP: the snapshot's config with a new UUID and a
@@ -59,7 +59,7 @@ def clone_app(obj: Any, app: str, snapshot_id: str, name: str, no_start: bool, a
 @clone.command("volumes")
 @click.argument("app")
 @click.argument("snapshot_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_obj
 def clone_volumes(obj: Any, app: str, snapshot_id: str, as_json: bool) -> None:
     """New volumes, one per volume of SNAPSHOT_ID of APP, for another use (attach

@@ -1,5 +1,5 @@
 """What the operator's commands share: opening a session, naming an app or a
-snapshot, and the exit codes."""
+snapshot (the exit codes are in `exit_codes`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from evesnap_core.cli.exit_codes import EXIT_FAILED, EXIT_INVALID, EXIT_LOCKED
 from evesnap_core.cli.output import fail
 from evesnap_core.cli.progress import terminal_progress
 from evesnap_core.cli.session import Session, open_session
 from evesnap_core.errors import ConfigError, LockHeld
 
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_LOCKED = 4
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INVALID",
+    "EXIT_LOCKED",
+    "app_or_fail",
+    "session_or_fail",
+    "snapshot_id_or_fail",
+]
 
 
 def session_or_fail(

@@ -19,6 +19,15 @@ def conformance(backend: str, as_json: bool, keyword: str | None) -> None:
     reason), or not declared. Exit code 0 when cases passed and none failed, 1
     when one failed, 2 when the suite could not run or every case was skipped.
     """
+    import importlib.util
+
+    if importlib.util.find_spec("pytest") is None:
+        click.echo(
+            "evesnap: error: the conformance suite needs pytest, which is not installed "
+            "(pip install 'evesnap-core[conformance]')",
+            err=True,
+        )
+        raise SystemExit(2)
     from evesnap_core.testing.conformance.runner import SuiteCannotRun, run_suite
 
     extra = ["-k", keyword] if keyword else []

@@ -35,6 +35,7 @@ def _read_config(path: Path) -> DeviceConfig:
 def _exit_code(reports: Reports) -> int:
     errors = any(p.severity == 3 for a in reports.apps for p in a.app_err)  # SEVERITY_ERROR
     errors = errors or any(s.snap_err is not None for a in reports.apps for s in a.snapshots)
+    errors = errors or any(v.volume_err is not None for v in reports.volumes)
     return EXIT_FAILED if errors else 0
 
 

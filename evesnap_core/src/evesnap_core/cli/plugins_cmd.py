@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from evesnap_core.cli.exit_codes import EXIT_BACKEND_LOAD
 from evesnap_core.cli.output import print_json, print_table
 from evesnap_core.discovery import load_backends
 from evesnap_core.plugin_api import ApiWindow
@@ -50,4 +51,4 @@ def plugins(obj: object, as_json: bool) -> None:
             )
         print_table(["NAME", "DISTRIBUTION", "VERSION", "API", "STATUS", "CAPABILITIES", "NOTE"], rows)
     if any(r.status == "failed" for r in records):
-        raise SystemExit(3)
+        raise SystemExit(EXIT_BACKEND_LOAD)

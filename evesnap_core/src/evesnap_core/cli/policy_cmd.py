@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from evesnap_core.cli.exit_codes import EXIT_FAILED, EXIT_INVALID, EXIT_LOCKED
 from evesnap_core.cli.output import fail, print_json, print_table
 from evesnap_core.cli.progress import terminal_progress
 from evesnap_core.cli.session import Session, open_session
@@ -22,10 +23,6 @@ from evesnap_core.errors import ConfigError, LockHeld
 from evesnap_core.policy.executor import Execution, app_facts, execute
 from evesnap_core.policy.model import Policy, load_policy
 from evesnap_core.policy.planner import NEW, FreeSpace, Plan, plan
-
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_LOCKED = 4
 
 
 def _load(path: Path) -> Policy:
@@ -83,7 +80,7 @@ def policy() -> None:
 @policy.command("check")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--now", "now_text", default=None, help="Show next fire times after this ISO 8601 time.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def policy_check(file: Path, now_text: str | None, as_json: bool) -> None:
     """Validate FILE and print its schedules, retention, hooks and floors."""
     from evesnap_core.policy.cron import parse_cron
@@ -146,7 +143,7 @@ def policy_check(file: Path, now_text: str | None, as_json: bool) -> None:
     default=None,
     help="Plan at this ISO 8601 time instead of the clock (a naive time is UTC); snapshots taken get it too.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_obj
 def policy_run(obj: Any, file: Path, dry_run: bool, now_text: str | None, as_json: bool) -> None:
     """Run the policy in FILE once: take the snapshots whose schedule fired, prune by retention.

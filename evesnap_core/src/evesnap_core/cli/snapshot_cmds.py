@@ -16,20 +16,20 @@ from evesnap_core.cli.common import (
     snapshot_id_or_fail,
 )
 from evesnap_core.cli.output import fail, one_line, print_json, print_table
-from evesnap_core.errors import ConfigError, EvesnapError, UnknownTarget
+from evesnap_core.errors import ConfigError, EvesnapError, InvalidName, UnknownTarget
 from evesnap_core.orchestrator.tree import DeleteScope, TreeNode, walk
 
 
 @click.group()
 def snapshot() -> None:
-    """Local snapshot operations: create, list, describe, rename, rollback, delete, open."""
+    """Local snapshot operations: create, list, describe, rename, rollback, delete, open, close."""
 
 
 @snapshot.command("create")
 @click.argument("app")
 @click.option("--id", "snapshot_id", default=None, help="Snapshot UUID (default: a new one).")
 @click.option("--name", "display_name", default="", help="A display name (the id stays).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_obj
 def snapshot_create(obj: Any, app: str, snapshot_id: str | None, display_name: str, as_json: bool) -> None:
     """Take an immediate snapshot of APP now (live when its volumes allow)."""
@@ -39,6 +39,8 @@ def snapshot_create(obj: Any, app: str, snapshot_id: str | None, display_name: s
     uuid = app_or_fail(session, app)
     try:
         made = session.orchestrator.snapshot_now(uuid, snapshot_id, display_name=display_name)
+    except (ConfigError, InvalidName) as exc:
+        fail(f"snapshot of {app} refused: {exc}", "", EXIT_INVALID)
     except (EvesnapError, ValueError) as exc:
         fail(f"snapshot of {app} failed: {exc}", "see 'evesnap status " + app + "'", EXIT_FAILED)
     if as_json:
@@ -65,6 +67,8 @@ def snapshot_rollback(obj: Any, app: str, snapshot_id: str, destroy_newer: bool)
     uuid = app_or_fail(session, app)
     try:
         destroyed = session.orchestrator.rollback_now(uuid, snapshot_id, destroy_newer=destroy_newer)
+    except UnknownTarget as exc:
+        fail(str(exc), f"run 'evesnap snapshot list {app}'", EXIT_INVALID)
     except EvesnapError as exc:
         hint = "add --destroy-newer to destroy them" if "newer snapshots" in str(exc) else ""
         fail(f"rollback of {app} failed: {exc}", hint or f"see 'evesnap snapshot list {app}'", EXIT_FAILED)
@@ -89,7 +93,7 @@ def snapshot_rollback(obj: Any, app: str, snapshot_id: str, destroy_newer: bool)
     help="Forget evesnap's record only; the backends' snapshots stay (named in the output).",
 )
 @click.option("--force", is_flag=True, help="Also a snapshot the controller lists.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_obj
 def snapshot_delete(
     obj: Any, app: str, snapshot_id: str, scope: DeleteScope | None, force: bool, as_json: bool
@@ -124,7 +128,7 @@ def snapshot_delete(
 
 @snapshot.command("list")
 @click.argument("app")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_obj
 def snapshot_list(obj: Any, app: str, as_json: bool) -> None:
     """List APP's snapshots as a tree: parents first, the current one marked '*'."""
@@ -189,7 +193,7 @@ def snapshot_rename(obj: Any, app: str, snapshot_id: str, name: str) -> None:
 @snapshot.command("open")
 @click.argument("app")
 @click.argument("snapshot_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_obj
 def snapshot_open(obj: Any, app: str, snapshot_id: str, as_json: bool) -> None:
     """Expose SNAPSHOT_ID's volumes read-only (a path, or an NBD socket that
