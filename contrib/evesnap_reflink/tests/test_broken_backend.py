@@ -72,6 +72,8 @@ def run_suite(pytester: pytest.Pytester, xfs_root: Path, broken: bool) -> pytest
     return pytester.runpytest_subprocess("-vv", "-rf", "-p", "no:cacheprovider", "-k", cases, timeout=1500)
 
 
+# minutes: much of the suite in a subprocess; test_mutants.py covers every bug class by default
+@pytest.mark.slow
 def test_suite_fails_a_backend_whose_rollback_does_nothing(pytester: pytest.Pytester, xfs_root: Path) -> None:
     result = run_suite(pytester, xfs_root, broken=True)
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
@@ -80,6 +82,8 @@ def test_suite_fails_a_backend_whose_rollback_does_nothing(pytester: pytest.Pyte
     assert outcomes.get("passed", 0) > 20, f"the rest of the suite should still pass: {outcomes}"
 
 
+# minutes: much of the suite in a subprocess; test_mutants.py covers every bug class by default
+@pytest.mark.slow
 def test_the_same_harness_passes_with_the_real_backend(pytester: pytest.Pytester, xfs_root: Path) -> None:
     result = run_suite(pytester, xfs_root, broken=False)
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
