@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -69,15 +70,43 @@ def environ(site: Path, mutant: str = "") -> dict[str, str]:
     return env
 
 
-def conformance(site: Path, *args: str, mutant: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(EVESNAP), "conformance", "rawfile", "--json", *args],
-        env=environ(site, mutant),
-        capture_output=True,
+HANG_DUMP = 120
+"""Seconds after which a case still running dumps every thread's stack to stderr."""
+LIMIT = 420
+"""Seconds a whole run may take (the slowest takes ~10 s on a quiet machine)."""
+
+
+def bounded_run(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `args` in a session of its own with stdin closed; past LIMIT, abort the
+    whole session and fail with everything it printed, the stacks of every thread
+    among it (pytest's faulthandler_timeout dumps them earlier in plugin runs)."""
+    with subprocess.Popen(
+        args,
+        cwd=cwd,
+        env={**env, "PYTHONFAULTHANDLER": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
-        check=False,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=LIMIT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack to stderr
+            try:
+                out, err = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                out, err = process.communicate()
+            pytest.fail(f"{args} still running after {LIMIT} s; it printed:\n{out[-4000:]}\n{err[-12000:]}")
+    return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+
+def conformance(site: Path, *args: str, mutant: str = "") -> subprocess.CompletedProcess[str]:
+    return bounded_run([str(EVESNAP), "conformance", "rawfile", "--json", *args], environ(site, mutant))
 
 
 def test_the_honest_backend_passes_the_whole_suite_through_the_cli(site: Path) -> None:
@@ -123,14 +152,22 @@ def plugin_run(site: Path, tmp_path: Path, *args: str, mutant: str = "") -> subp
     (tests / "conftest.py").write_text(CONFTEST)
     suite = "from evesnap_core.testing.conformance.suite import *  # noqa\n"
     (tests / "test_conformance.py").write_text(suite)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), *args],
+    return bounded_run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            f"faulthandler_timeout={HANG_DUMP}",
+            "--rootdir",
+            str(tmp_path),
+            *args,
+        ],
+        environ(site, mutant),
         cwd=tests,
-        env=environ(site, mutant),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
     )
 
 
