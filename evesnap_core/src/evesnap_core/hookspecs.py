@@ -200,7 +200,11 @@ def evesnap_clone_snapshot(  # type: ignore[empty-body]
 
     Not idempotent: the core clones into a new uuid every time, so a `target`
     that already exists raises AlreadyExists and is left as it is (a failed
-    clone leaves no target, so a retry never meets one)."""
+    clone leaves no target, so a retry never meets one).
+
+    While the app runs, `volume` carries its live attachment: a backend that
+    declares live_snapshot clones beside the running VM (the suite's
+    TestBesideARunningVM checks it)."""
 
 
 @hookspec(firstresult=True)
@@ -208,7 +212,11 @@ def evesnap_open_snapshot(  # type: ignore[empty-body]
     volume: VolumeHandle, snapshot_id: str, runtime_dir: str
 ) -> ReadOnlyExport:
     """Expose the snapshot read-only to standard tools (capability read_only):
-    a path or an NBD unix socket under `runtime_dir`. Writes through it must fail."""
+    a path or an NBD unix socket under `runtime_dir`. Writes through it must fail.
+
+    `volume` carries its live attachment while the app runs; a backend that
+    declares live_snapshot opens beside the running VM, and an open export must
+    never keep a VM from taking the volume (no lock a writer conflicts with)."""
 
 
 @hookspec(firstresult=True)

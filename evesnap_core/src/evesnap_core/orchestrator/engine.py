@@ -247,7 +247,7 @@ class Orchestrator:
     def open_snapshot(self, app: UUID, snapshot_id: str) -> dict[str, ReadOnlyExport]:
         """Expose every volume of a snapshot read-only, all or none; open until closed."""
         record = self.ledger.app(app)
-        return self.transactions.open(self.ledger.snapshot(record, snapshot_id, available=True))
+        return self.transactions.open(record, self.ledger.snapshot(record, snapshot_id, available=True))
 
     def close_snapshot(self, app: UUID, snapshot_id: str) -> None:
         snap = self.ledger.snapshot(self.ledger.app(app), snapshot_id)

@@ -346,7 +346,7 @@ class SnapshotTransactions:
         volume. All or nothing; the device's own (origin clone). Not started yet."""
         new = uuidlib.uuid4()
         with self.w.ledger.intent("clone", record.uuid, snap.id, {"target": str(new)}) as opened:
-            made = self._clone_each(snap, f"{record.uuid}@{snap.id}", owner=str(new), intent=opened)
+            made = self._clone_each(record, snap, owner=str(new), intent=opened)
             opened.keep()
             source = snap.app_config()
             refs = {f"{r.uuid}#{r.generation_count}": r for r in source.volume_ref_list}
@@ -381,15 +381,24 @@ class SnapshotTransactions:
         """New volumes from `snap`, for other uses (one batch, all or nothing)."""
         batch = uuidlib.uuid4().hex
         with self.w.ledger.intent("clone", record.uuid, snap.id, {"target": batch}) as opened:
-            made = self._clone_each(snap, f"{record.uuid}@{snap.id}", owner=batch, intent=opened)
+            made = self._clone_each(record, snap, owner=batch, intent=opened)
         return [v for _, v in made]
 
+    def _source_handle(self, record: AppRecord, snap: SnapshotRecord, key: str) -> VolumeHandle:
+        """The handle of `snap`'s volume `key` as the backend must see it now: with
+        the runtime's live attachment while the app runs, so that the backend reads
+        the snapshot beside the VM (and never runs an offline tool against it)."""
+        handle = snap.volumes[key].handle
+        attachment = self.w.runtime.attachments(record.uuid).get(key)
+        return handle if attachment is None else handle.attached(attachment)
+
     def _clone_each(
-        self, snap: SnapshotRecord, source: str, owner: str, intent: Intent
+        self, record: AppRecord, snap: SnapshotRecord, owner: str, intent: Intent
     ) -> list[tuple[str, VolumeRecord]]:
         """Clone every volume of `snap`, in the app's order; on a failure the ones
         made are destroyed again. Each is recorded as soon as it exists (what a
         crash leaves, recovery destroys by its owner)."""
+        source = f"{record.uuid}@{snap.id}"
         made: list[tuple[str, VolumeRecord]] = []
 
         def destroy_made(_: EvesnapError) -> None:
@@ -410,7 +419,8 @@ class SnapshotTransactions:
                 display_name=f"clone of {key} at {snap.id}",
                 backend=part.handle.backend,
             )
-            handle = self.w.backend_of(part.handle).clone(part.handle, snap.id, spec, self.w.progress)
+            live = self._source_handle(record, snap, key)
+            handle = self.w.backend_of(part.handle).clone(live, snap.id, spec, self.w.progress)
             volume = VolumeRecord(
                 spec=spec,
                 handle=handle,
@@ -430,15 +440,17 @@ class SnapshotTransactions:
 
     # ------------------------------------------------------------ open, close
 
-    def open(self, snap: SnapshotRecord) -> dict[str, ReadOnlyExport]:
-        """Expose every volume of `snap` read-only, all or none; open until closed."""
+    def open(self, record: AppRecord, snap: SnapshotRecord) -> dict[str, ReadOnlyExport]:
+        """Expose every volume of `snap` read-only, all or none; open until closed.
+        A running app's volumes go with their live attachment (see _source_handle)."""
         if snap.exports:
             return dict(snap.exports)
         where = ensure_dir(default_runtime_dir() / "exports")
         opened: dict[str, ReadOnlyExport] = {}
         try:
             for key, part in snap.volumes.items():
-                opened[key] = self.w.backend_of(part.handle).open_snapshot(part.handle, snap.id, str(where))
+                live = self._source_handle(record, snap, key)
+                opened[key] = self.w.backend_of(part.handle).open_snapshot(live, snap.id, str(where))
         except EvesnapError:
             for key, export in opened.items():
                 with contextlib.suppress(EvesnapError):

@@ -4,6 +4,13 @@
 image's current content) on a unix socket; ``qemu-img``, ``qemu-io`` or
 ``nbd-client`` read it with ``nbd+unix:///?socket=PATH``. Writes are refused by
 qemu-nbd itself.
+
+The server opens the image with ``force-share=on`` (qemu-nbd 7.2 has no
+``--force-share`` option): it takes no lock, so the
+app's QEMU can hold the image (running when the export opens, or started while
+it is open). Reading beside a writer is sound for an internal snapshot: its
+clusters and tables are copy-on-write and never change while the snapshot
+exists, and evesnap closes every export before it deletes the snapshot.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ def start(image: Path, tag: str, sock: Path) -> int:
             "-l",
             f"snapshot.name={tag}",
             "--image-opts",
-            image_opts(image),
+            image_opts(image, force_share="on"),
         ],
         timeout=60,
     )

@@ -40,6 +40,7 @@ from evesnap_core.testing.conformance.integrity import expect
 from evesnap_core.testing.content_images import REFERENCE_KINDS, referencing_image
 
 __all__ = [
+    "TestBesideARunningVM",
     "TestClone",
     "TestDeclaredCapabilities",
     "TestDelete",
@@ -433,6 +434,50 @@ class TestLiveSnapshot:
         finally:
             for v in (a, b):
                 snapshots.destroy_volume(v)
+
+
+@pytest.mark.capability("live_snapshot")
+class TestBesideARunningVM:
+    """A running app's snapshots can be cloned and opened while its VM holds the
+    volume (the handle carries the attachment), and an open export never keeps
+    a VM from taking the volume."""
+
+    def test_clone_of_a_held_volume(self, harness: Harness, snapshots: Backend, volume: VolumeHandle) -> None:
+        need(snapshots, Capability.LIVE_SNAPSHOT)
+        need(snapshots, Capability.CLONE)
+        original = fill(harness, volume, seed=80)
+        with harness.attached([volume]) as live:
+            snapshots.snapshot_group(live, "held")
+            harness.write_attached(live[0], 0, pattern(81, REGION))
+            clone = snapshots.clone(live[0], "held", harness.volume_spec())
+        try:
+            assert_bytes(harness, clone, original, "a clone made while a VM held the source")
+        finally:
+            snapshots.destroy_volume(clone)
+
+    def test_export_of_a_held_volume_and_a_vm_taking_an_exported_one(
+        self, harness: Harness, snapshots: Backend, volume: VolumeHandle
+    ) -> None:
+        need(snapshots, Capability.LIVE_SNAPSHOT)
+        need(snapshots, Capability.READ_ONLY)
+        original = fill(harness, volume, seed=82)
+        snapshots.snapshot(volume, "before")
+        export = snapshots.open_snapshot(volume, "before", str(harness.runtime_dir))
+        try:
+            with harness.attached([volume]) as live:  # a VM starts while the export is open
+                harness.write_attached(live[0], 0, pattern(83, REGION))
+                seen = harness.read_export(export, 0, len(original))
+                assert seen == original, f"the open export changed: {first_difference(seen, original)}"
+                held = snapshots.open_snapshot(live[0], "before", str(harness.runtime_dir))
+                try:
+                    seen = harness.read_export(held, 0, len(original))
+                    assert seen == original, (
+                        f"an export opened beside the VM: {first_difference(seen, original)}"
+                    )
+                finally:
+                    snapshots.close_snapshot(live[0], held)
+        finally:
+            snapshots.close_snapshot(volume, export)
 
 
 HOSTILE_IDS = [
