@@ -1,123 +1,41 @@
 """The Backend proxy's own logic: capability enforcement, bug wrapping, group
-fallback. A fake in-memory backend is enough here: no storage is involved."""
+fallback. The in-memory backend (evesnap_core.testing.memory) is enough here: no
+storage is involved."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evesnap_core import (
-    BackendContext,
-    BackendInfo,
     Capability,
     LiveAttachment,
     NoBackendFor,
     NotSupported,
-    SnapshotInfo,
-    SnapshotNotFound,
-    VolumeDetails,
-    VolumeHandle,
     VolumeLocked,
     VolumeNotFound,
     VolumeSpec,
-    hookimpl,
 )
 from evesnap_core.discovery import load_backends
 from evesnap_core.errors import BackendBug
+from evesnap_core.testing.memory import MemoryBackend, MemoryConfig
+from evesnap_core.testing.memory_disk import MemoryDisk
 
-
-class MemoryBackend:
-    """Snapshots as dict entries; `fail_on` volumes make snapshot fail."""
-
-    capabilities = frozenset({Capability.SNAPSHOT, Capability.CREATE_VOLUME, Capability.ROLLBACK_ANY})
-
-    def __init__(self, context: BackendContext) -> None:
-        self.snaps: dict[str, dict[str, SnapshotInfo]] = {}
-        self.fail_on: set[str] = set()
-        self.bug = False
-
-    @hookimpl
-    def evesnap_backend_info(self) -> BackendInfo:
-        return BackendInfo(
-            name="memory", plugin_api_version=1, capabilities=self.capabilities, formats=("mem",)
-        )
-
-    @hookimpl
-    def evesnap_claim_volume(self, volume: VolumeSpec) -> bool | None:
-        return True if volume.format == "mem" else None
-
-    @hookimpl
-    def evesnap_create_volume(self, volume: VolumeSpec) -> VolumeHandle:
-        self.snaps.setdefault(volume.key, {})
-        return VolumeHandle(
-            uuid=volume.uuid,
-            generation=volume.generation,
-            backend="memory",
-            format="mem",
-            location=volume.key,
-        )
-
-    @hookimpl
-    def evesnap_destroy_volume(self, volume: VolumeHandle) -> None:
-        self.snaps.pop(volume.key, None)
-
-    @hookimpl
-    def evesnap_volume_details(self, volume: VolumeHandle) -> VolumeDetails:
-        return VolumeDetails(handle=volume, format="mem", virtual_size=0, actual_size=0)
-
-    @hookimpl
-    def evesnap_snapshot_volume(self, volume: VolumeHandle, snapshot_id: str) -> SnapshotInfo:
-        if self.bug:
-            raise KeyError("oops")
-        if volume.key in self.fail_on or volume.key not in self.snaps:
-            raise VolumeNotFound(volume.key)
-        info = SnapshotInfo(
-            snapshot_id=snapshot_id,
-            name=snapshot_id,
-            volume=volume.uuid,
-            generation=volume.generation,
-            created=datetime.now(UTC),
-        )
-        self.snaps[volume.key][snapshot_id] = info
-        return info
-
-    @hookimpl
-    def evesnap_list_snapshots(self, volume: VolumeHandle) -> list[SnapshotInfo]:
-        return list(self.snaps.get(volume.key, {}).values())
-
-    @hookimpl
-    def evesnap_delete_snapshot(self, volume: VolumeHandle, snapshot_id: str) -> None:
-        self.snaps.get(volume.key, {}).pop(snapshot_id, None)
-
-    @hookimpl
-    def evesnap_rollback_check(self, volume: VolumeHandle, snapshot_id: str) -> Any:
-        from evesnap_core import RollbackCheck
-
-        return RollbackCheck(possible=True)
-
-    @hookimpl
-    def evesnap_rollback(self, volume: VolumeHandle, snapshot_id: str) -> Any:
-        from evesnap_core import RollbackResult
-
-        if snapshot_id not in self.snaps.get(volume.key, {}):
-            raise SnapshotNotFound(snapshot_id, volume.key)
-        return RollbackResult(snapshot_id=snapshot_id)
+MEMORY = MemoryConfig(
+    formats=("mem",),
+    capabilities=frozenset({Capability.SNAPSHOT, Capability.CREATE_VOLUME, Capability.ROLLBACK_ANY}),
+)
+"""Snapshots and offline rollback only: what the proxy refuses is everything else."""
 
 
 @pytest.fixture
-def loaded(tmp_path: Path) -> tuple[Any, MemoryBackend]:
-    made: list[MemoryBackend] = []
-
-    def factory(context: BackendContext) -> MemoryBackend:
-        made.append(MemoryBackend(context))
-        return made[-1]
-
-    registry = load_backends(tmp_path, extra=[("memory", factory)], environ={})
-    return registry.get("memory"), made[0]
+def loaded(tmp_path: Path) -> tuple[Any, MemoryDisk]:
+    disk = MemoryDisk()
+    registry = load_backends(tmp_path, extra=[("memory", MemoryBackend.factory(MEMORY, disk))], environ={})
+    return registry.get("memory"), disk
 
 
 def spec() -> VolumeSpec:
@@ -136,6 +54,7 @@ def test_undeclared_capability_never_reaches_the_backend(loaded: Any) -> None:
 def test_attached_volume_needs_live_capabilities(loaded: Any) -> None:
     backend, _ = loaded
     volume = backend.create_volume(spec())
+    backend.snapshot(volume, "s")  # offline: fine
     live = volume.attached(LiveAttachment(qmp_socket=Path("/nonexistent"), node_name="n"))
     with pytest.raises(NotSupported, match="live_snapshot"):
         backend.snapshot(live, "s")
@@ -148,17 +67,17 @@ def test_attached_volume_needs_live_capabilities(loaded: Any) -> None:
 
 
 def test_untyped_exception_becomes_a_backend_bug(loaded: Any) -> None:
-    backend, memory = loaded
+    backend, disk = loaded
     volume = backend.create_volume(spec())
-    memory.bug = True
+    disk.fail("snapshot", error=KeyError("oops"))
     with pytest.raises(BackendBug, match=r"'memory' failed in evesnap_snapshot_volume: KeyError"):
         backend.snapshot(volume, "s")
 
 
 def test_group_fallback_undoes_a_partial_group(loaded: Any) -> None:
-    backend, memory = loaded
+    backend, disk = loaded
     a, b, c = (backend.create_volume(spec()) for _ in range(3))
-    memory.fail_on.add(c.key)
+    disk.fail("snapshot", c.key)
     with pytest.raises(VolumeNotFound):
         backend.snapshot_group([a, b, c], "g")
     assert backend.list_snapshots(a) == [] and backend.list_snapshots(b) == []
@@ -167,7 +86,8 @@ def test_group_fallback_undoes_a_partial_group(loaded: Any) -> None:
 
 
 def test_claim_picks_the_backend_or_says_none_claims(tmp_path: Path) -> None:
-    registry = load_backends(tmp_path, extra=[("memory", MemoryBackend)], environ={})
+    memory = MemoryBackend.factory(MEMORY, MemoryDisk())
+    registry = load_backends(tmp_path, extra=[("memory", memory)], environ={})
     assert registry.claim(spec()).name == "memory"
     with pytest.raises(NoBackendFor, match="no bundled backend makes blank nosuchformat volumes"):
         registry.claim(VolumeSpec(uuid=uuid.uuid4(), format="nosuchformat"))
@@ -180,8 +100,9 @@ def test_claim_picks_the_backend_or_says_none_claims(tmp_path: Path) -> None:
 
 
 def test_block_list_applies_to_builtin_backends_too(tmp_path: Path) -> None:
+    memory = MemoryBackend.factory(MEMORY, MemoryDisk())
     registry = load_backends(
-        tmp_path, extra=[("memory", MemoryBackend)], environ={"EVESNAP_BLOCK_PLUGINS": "memory"}
+        tmp_path, extra=[("memory", memory)], environ={"EVESNAP_BLOCK_PLUGINS": "memory"}
     )
     assert "memory" not in registry.backends
     assert registry.records["memory"].status == "blocked"

@@ -1,5 +1,9 @@
 """The orchestrator's logic with in-memory backends and an instant runtime: the
-reference's semantics and its gaps fixed. (Real qcow2 + QEMU: tests/e2e.)"""
+reference's semantics and its gaps fixed. (Real qcow2 + QEMU: tests/e2e.)
+
+Two configured in-memory backends (evesnap_core.testing.memory), each on its own
+disk the tests read and change: the data volumes' (copy-on-write snapshots) and
+the purgeable OS volumes' (whole copies, a retiring generation kept whole)."""
 
 from __future__ import annotations
 
@@ -12,14 +16,14 @@ from uuid import UUID
 import pytest
 
 from evesnap_core.discovery import load_backends
+from evesnap_core.handler_types import Capability
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.validation import parse_model
 from evesnap_core.orchestrator.content import ContentResolver, file_url
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.runtimes.runtime import Runtime
-from evesnap_core.testing.memory import InstantRuntime
-
-from .fakes import DISKS, FakeCow, FakeLiveCow, FakeWhole
+from evesnap_core.testing.memory import InstantRuntime, MemoryBackend, MemoryConfig
+from evesnap_core.testing.memory_disk import MemoryDisk
 
 APP = uuid.UUID("11111111-1111-4111-8111-111111111111")
 APP2 = uuid.UUID("22222222-2222-4222-8222-222222222222")
@@ -33,15 +37,37 @@ S2 = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
 S3 = "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
 
 
+OFFLINE = frozenset(
+    {Capability.CREATE_VOLUME, Capability.POPULATE_VOLUME, Capability.SNAPSHOT, Capability.ROLLBACK_ANY}
+)
+COW = MemoryConfig(name="memcow", formats=("qcow2",), capabilities=OFFLINE, purgeable=False)
+"""Data volumes: copy-on-write snapshots, offline only."""
+LIVE = MemoryConfig(
+    name="memlive",
+    formats=("qcow2",),
+    capabilities=OFFLINE | {Capability.LIVE_SNAPSHOT, Capability.LIVE_DELETE},
+    purgeable=False,
+)
+"""Data volumes snapshotted while the app runs."""
+WHOLE = MemoryConfig(
+    name="memwhole", formats=("raw", "qcow2"), capabilities=OFFLINE, purgeable=True, retain_after_destroy=True
+)
+"""Purgeable volumes: a retiring snapshot keeps the old generation whole."""
+
+
 class World:
-    def __init__(self, tmp_path: Path, data_backend: Any = FakeCow) -> None:
-        DISKS.__init__()  # type: ignore[misc]
+    def __init__(self, tmp_path: Path, data_backend: MemoryConfig = COW) -> None:
+        self.data = MemoryDisk()  # the data volumes and their snapshots
+        self.os = MemoryDisk()  # the purgeable OS volumes and the generations kept whole
         self.tmp = tmp_path
         (tmp_path / "os-v1.img").write_bytes(b"OS-v1")
         (tmp_path / "os-v2.img").write_bytes(b"OS-v2")
         self.registry = load_backends(
             tmp_path,
-            extra=[(data_backend.name, data_backend), ("fakewhole", FakeWhole)],
+            extra=[
+                (data_backend.name, MemoryBackend.factory(data_backend, self.data)),
+                (WHOLE.name, MemoryBackend.factory(WHOLE, self.os)),
+            ],
             environ={"EVESNAP_BLOCK_PLUGINS": "qcow2,zfs,purgeable,reflink"},
         )
         self.rt = InstantRuntime()
@@ -119,7 +145,7 @@ def world(tmp_path: Path) -> World:
 def deploy_and_update(world: World) -> None:
     world.orch.reconcile(world.config())
     assert world.rt.running[APP].version == "1"
-    DISKS.volumes[f"{DATA}#0"] = b"data-v1"
+    world.data.volumes[f"{DATA}#0"] = b"data-v1"
     world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)]))
 
 
@@ -131,19 +157,19 @@ def test_snapshot_on_update_captures_the_pre_update_config_and_retires_the_old_g
     assert report["appVersion"] == "2" and report["state"] == "RUNNING"
     [snap] = report["snapshots"]
     assert snap["id"] == S1 and snap["configVersion"] == "1" and snap["type"] == "SNAPSHOT_TYPE_APP_UPDATE"
-    assert DISKS.retained[(f"{OS}#0", S1)] == b"OS-v1"  # kept whole, by the purgeable backend
-    assert f"{OS}#0" not in DISKS.volumes and DISKS.volumes[f"{OS}#1"] == b"OS-v2"
-    assert DISKS.snapshots[(f"{DATA}#0", S1)] == b"data-v1"
+    assert world.os.snapshots[(f"{OS}#0", S1)] == b"OS-v1"  # kept whole, by the purgeable backend
+    assert f"{OS}#0" not in world.os.volumes and world.os.volumes[f"{OS}#1"] == b"OS-v2"
+    assert world.data.snapshots[(f"{DATA}#0", S1)] == b"data-v1"
     assert [h.key for h in world.rt.running[APP].volumes] == [f"{OS}#1", f"{DATA}#0"]
 
 
 def test_rollback_restores_volumes_and_reports_the_snapshot_version(world: World) -> None:
     deploy_and_update(world)
-    DISKS.volumes[f"{DATA}#0"] = b"broken"
+    world.data.volumes[f"{DATA}#0"] = b"broken"
     cfg = world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)], counter=1, active=S1)
     world.orch.reconcile(cfg)
-    assert DISKS.volumes[f"{DATA}#0"] == b"data-v1"
-    assert DISKS.volumes[f"{OS}#0"] == b"OS-v1"
+    assert world.data.volumes[f"{DATA}#0"] == b"data-v1"
+    assert world.os.volumes[f"{OS}#0"] == b"OS-v1"
     report = world.app_report()
     assert report["appVersion"] == "1" and [s["id"] for s in report["snapshots"]] == [S1]
     assert [h.key for h in world.rt.running[APP].volumes] == [f"{OS}#0", f"{DATA}#0"]
@@ -151,20 +177,20 @@ def test_rollback_restores_volumes_and_reports_the_snapshot_version(world: World
     world.orch.reconcile(cfg)
     assert world.app_report()["appVersion"] == "1"
     # a second rollback to the same snapshot works (a reference gap)
-    DISKS.volumes[f"{DATA}#0"] = b"broken again"
+    world.data.volumes[f"{DATA}#0"] = b"broken again"
     world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)], counter=2, active=S1))
-    assert DISKS.volumes[f"{DATA}#0"] == b"data-v1"
+    assert world.data.volumes[f"{DATA}#0"] == b"data-v1"
     # the controller follows the rollback: the generation nothing names any more is freed
     world.orch.reconcile(world.config(version="1", os_gen=0, snapshots=[(S1, UPDATE)], counter=2, active=S1))
     assert world.app_report()["appVersion"] == "1"
-    assert f"{OS}#1" not in DISKS.volumes and DISKS.volumes[f"{OS}#0"] == b"OS-v1"
+    assert f"{OS}#1" not in world.os.volumes and world.os.volumes[f"{OS}#0"] == b"OS-v1"
 
 
 def test_rollback_fires_only_when_the_counter_grows(world: World) -> None:
     deploy_and_update(world)
-    DISKS.volumes[f"{DATA}#0"] = b"changed"
+    world.data.volumes[f"{DATA}#0"] = b"changed"
     world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)], counter=0, active=S1))
-    assert DISKS.volumes[f"{DATA}#0"] == b"changed"
+    assert world.data.volumes[f"{DATA}#0"] == b"changed"
 
 
 def test_rollback_to_unknown_snapshot_is_an_app_error_and_stops_that_config(world: World) -> None:
@@ -182,19 +208,19 @@ def test_deletion_is_reported_at_once_and_done_at_the_next_stop(world: World) ->
     deploy_and_update(world)
     world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[]))
     assert world.app_report()["snapshots"] == []
-    assert (f"{DATA}#0", S1) in DISKS.snapshots  # the app runs: not yet deleted
+    assert (f"{DATA}#0", S1) in world.data.snapshots  # the app runs: not yet deleted
     world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[], activate=False))
-    assert (f"{DATA}#0", S1) not in DISKS.snapshots
-    assert (f"{OS}#0", S1) not in DISKS.retained
+    assert (f"{DATA}#0", S1) not in world.data.snapshots
+    assert (f"{OS}#0", S1) not in world.os.snapshots
 
 
 def test_deletion_error_is_reported_and_retried(world: World) -> None:
     deploy_and_update(world)
-    DISKS.fail_delete.add(f"{DATA}#0")
+    world.data.fail("delete_snapshot", f"{DATA}#0")
     world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[], activate=False))
     [snap] = world.app_report()["snapshots"]
     assert snap["id"] == S1 and "deletion failed" in snap["snapErr"]["description"]
-    DISKS.fail_delete.clear()
+    world.data.heal()
     world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[], activate=False))
     assert world.app_report()["snapshots"] == []
 
@@ -208,7 +234,7 @@ def test_immediate_snapshot_restarts_an_app_whose_volumes_cannot_snapshot_live(w
 
 
 def test_immediate_snapshot_without_downtime_when_every_volume_is_live(tmp_path: Path) -> None:
-    world = World(tmp_path, data_backend=FakeLiveCow)
+    world = World(tmp_path, data_backend=LIVE)
     world.orch.reconcile(world.config(with_os=False))  # only the data volume, on a live backend
     stops = world.rt.stops
     world.orch.reconcile(world.config(with_os=False, snapshots=[(S1, IMMEDIATE)]))
@@ -239,15 +265,15 @@ def test_request_removed_before_it_ran_is_cancelled(world: World) -> None:
     world.orch.reconcile(world.config(snapshots=[(S1, UPDATE)]))  # waits for the next update
     world.orch.reconcile(world.config(snapshots=[]))
     world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[]))
-    assert world.app_report()["snapshots"] == [] and not DISKS.retained
+    assert world.app_report()["snapshots"] == [] and not world.os.snapshots
 
 
 def test_partial_snapshot_failure_leaves_nothing_behind(world: World) -> None:
     world.orch.reconcile(world.config())
-    DISKS.volumes[f"{OS}#0"] = b"os-data"
-    DISKS.fail_snapshot.add(f"{DATA}#0")
+    world.os.volumes[f"{OS}#0"] = b"os-data"
+    world.data.fail("snapshot", f"{DATA}#0")
     world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)]))
-    assert not DISKS.retained and not DISKS.snapshots
+    assert not world.os.snapshots and not world.data.snapshots
     snaps = world.app_report()["snapshots"]
     assert [s["id"] for s in snaps] == [S1] and "snapshot failed" in snaps[0]["snapErr"]["description"]
 
@@ -255,7 +281,7 @@ def test_partial_snapshot_failure_leaves_nothing_behind(world: World) -> None:
 def test_one_apps_failure_does_not_stop_another(world: World) -> None:
     world.orch.reconcile(world.config(apps=2))
     cfg = world.config(apps=2, snapshots=[(S1, IMMEDIATE)])
-    DISKS.fail_snapshot.add(f"{DATA}#0")
+    world.data.fail("snapshot", f"{DATA}#0")
     world.orch.reconcile(cfg)
     assert world.app_report(APP2)["state"] == "RUNNING"
 
@@ -275,12 +301,12 @@ def test_embedded_runtime_waits_for_the_embedder_to_stop_the_app(tmp_path: Path)
     report = world.app_report()
     assert APP in embedded.stop_requested and report["appVersion"] == "1"
     assert any("did not stop" in e["description"] for e in report["appErr"])
-    assert not DISKS.retained  # nothing touched while the app runs
+    assert not world.os.snapshots  # nothing touched while the app runs
     embedded.set_stopped(APP)  # the embedder stopped it
     world.orch.reconcile(world.config(version="2", os_gen=1, snapshots=[(S1, UPDATE)]))
     report = world.app_report()
     assert report["appVersion"] == "2" and [s["id"] for s in report["snapshots"]] == [S1]
-    assert DISKS.retained[(f"{OS}#0", S1)] == b"OS-v1"
+    assert world.os.snapshots[(f"{OS}#0", S1)] == b"OS-v1"
     assert APP in embedded.start_requested  # and it is asked to start again
 
 

@@ -10,17 +10,16 @@ from typing import Any
 
 import pytest
 
-from evesnap_core import hookimpl
 from evesnap_core.discovery import load_backends
 from evesnap_core.errors import InUse
-from evesnap_core.handler_types import SnapshotInfo, VolumeHandle
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.validation import parse_model
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.policy.executor import app_facts, execute
 from evesnap_core.policy.planner import AppPlan, Plan, Prune, plan
 from evesnap_core.runtimes.runtime import Runtime
-from evesnap_core.testing.memory import InstantRuntime, MemoryBackend
+from evesnap_core.testing.memory import InstantRuntime, MemoryBackend, MemoryConfig
+from evesnap_core.testing.memory_disk import MemoryDisk
 
 from .helpers import APP, APP2, PLENTY, T0, policy
 
@@ -29,23 +28,13 @@ VOL1 = "33333333-3333-4333-8333-333333333333"
 VOL2 = "44444444-4444-4444-8444-444444444444"
 
 
-class FlakyMemory(MemoryBackend):
-    failing: set[str] = set()
-
-    @hookimpl
-    def evesnap_snapshot_volume(self, volume: VolumeHandle, snapshot_id: str) -> SnapshotInfo:
-        if str(volume.uuid) in self.failing:
-            raise InUse(f"volume {volume.uuid} is busy")
-        return super().evesnap_snapshot_volume(volume, snapshot_id)
-
-
 class Device:
     def __init__(self, tmp_path: Path) -> None:
-        FlakyMemory.failing = set()
+        self.disk = MemoryDisk()
         self.now = T0
         registry = load_backends(
             tmp_path,
-            extra=[("memory", FlakyMemory)],
+            extra=[("memory", MemoryBackend.factory(MemoryConfig(), self.disk))],
             environ={"EVESNAP_BLOCK_PLUGINS": "qcow2,zfs,purgeable,reflink"},
         )
         self.orch = Orchestrator(registry, Runtime(InstantRuntime()), clock=lambda: self.now)
@@ -152,7 +141,7 @@ def test_a_failing_snapshot_skips_that_apps_prunes_and_never_stops_the_others(de
     for h in range(3):
         device.run(HOURLY, T0 + timedelta(hours=h))
     before = device.schedule_ids(APP)
-    FlakyMemory.failing = {VOL1}
+    device.disk.fail("snapshot", f"{VOL1}#0", lambda key: InUse(f"volume {key} is busy"))
     _made, result = device.run(HOURLY, T0 + timedelta(hours=3))
     by = {o.app: o for o in result.apps}
     assert by[APP].error is not None and "snapshot failed" in by[APP].error and "busy" in by[APP].error

@@ -24,6 +24,7 @@ from evesnap_core.discovery import load_backends
 from evesnap_core.handler_types import LiveAttachment, ReadOnlyExport, VolumeHandle, VolumeSpec
 from evesnap_core.process import run
 from evesnap_core.qemu import QmpClient
+from evesnap_core.testing.conformance.requirements import Requirements
 from evesnap_core.testing.qemu_vm import Disk, QemuProcess
 
 MIB = 1024 * 1024
@@ -51,11 +52,15 @@ class Harness:
     """Subclass this for your backend; override the abstract I/O methods.
 
     One harness object serves one test: `workdir` is that test's own folder.
+    `requirements` says what the harness provides beyond the backend (every
+    requirement by default; a case needing one it does not provide is skipped,
+    naming it).
     """
 
     backend_name: ClassVar[str] = ""
     volume_format: ClassVar[str] = ""
     volume_size: ClassVar[int] = 8 * MIB
+    requirements: ClassVar[type[Requirements]] = Requirements
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir

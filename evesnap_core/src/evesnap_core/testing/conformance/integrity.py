@@ -31,6 +31,7 @@ from evesnap_core.errors import (
 )
 from evesnap_core.handler_types import Capability, ContentSource, SnapshotInfo, VolumeHandle
 from evesnap_core.testing.conformance.harness import MIB, Harness, first_difference
+from evesnap_core.testing.conformance.requirements import requires
 from evesnap_core.toolkit.names import MAX_SNAPSHOT_ID
 
 __all__ = [
@@ -149,6 +150,7 @@ def assert_nothing_left(harness: Harness, before: set[str], what: str) -> None:
 
 
 @pytest.mark.capability("snapshot")
+@requires("leftovers_visible")
 class TestLeftovers:
     def test_nothing_left_after_deleting_snapshots_and_destroying(
         self, harness: Harness, snapshots: Backend
@@ -280,6 +282,7 @@ class TestTypedErrors:
 
 
 @pytest.mark.capability("snapshot")
+@requires("state_outlives_process")
 class TestNewProcess:
     def test_a_new_process_finds_the_snapshots_and_parents(
         self, harness: Harness, snapshots: Backend, volume: VolumeHandle
@@ -526,6 +529,7 @@ class TestNoSpace:
 
 
 @pytest.mark.capability("live_delete")
+@requires("volumes_attach_to_qemu")
 class TestLiveDelete:
     def test_live_delete_removes_the_snapshot_while_held(self, harness: Harness, snapshots: Backend) -> None:
         need(snapshots, Capability.LIVE_DELETE)

@@ -38,6 +38,11 @@ from evesnap_core.backend import Backend  # noqa: E402
 from evesnap_core.errors import EvesnapError  # noqa: E402
 from evesnap_core.handler_types import Capability, VolumeHandle  # noqa: E402
 from evesnap_core.testing.conformance.harness import Harness  # noqa: E402
+from evesnap_core.testing.conformance.requirements import (  # noqa: E402
+    MARKER,
+    required_by,
+    skip_unless_provided,
+)
 
 HARNESS_GROUP = "evesnap.conformance"
 
@@ -54,6 +59,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "capability(name): the backend capability a conformance case exercises"
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(*names): what a conformance case needs from the harness (requirements.Requirements)",
     )
 
 
@@ -81,7 +90,16 @@ def conformance_harness_class(request: pytest.FixtureRequest) -> type[Harness]:
 
 
 @pytest.fixture
-def harness(conformance_harness_class: type[Harness], tmp_path: Path) -> Iterator[Harness]:
+def harness(
+    conformance_harness_class: type[Harness], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Harness]:
+    """The case's harness; the case is skipped, naming what is missing, when it
+    requires something the harness class does not provide (before it is built)."""
+    skip_unless_provided(
+        conformance_harness_class.requirements,
+        required_by(request.node),
+        conformance_harness_class.__qualname__,
+    )
     made = conformance_harness_class(tmp_path)
     try:
         yield made

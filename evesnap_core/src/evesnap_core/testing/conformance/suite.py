@@ -37,6 +37,7 @@ from evesnap_core.testing.conformance.harness import MIB, Harness, first_differe
 from evesnap_core.testing.conformance.integrity import *  # noqa: F403 (the cases, collected here)
 from evesnap_core.testing.conformance.integrity import __all__ as _integrity_cases
 from evesnap_core.testing.conformance.integrity import expect
+from evesnap_core.testing.conformance.requirements import requires
 from evesnap_core.testing.content_images import REFERENCE_KINDS, referencing_image
 
 __all__ = [
@@ -417,6 +418,7 @@ class TestGroupSnapshot:
 
 
 @pytest.mark.capability("live_snapshot")
+@requires("volumes_attach_to_qemu")
 class TestLiveSnapshot:
     def test_live_snapshot_of_two_volumes(self, harness: Harness, snapshots: Backend) -> None:
         need(snapshots, Capability.LIVE_SNAPSHOT)
