@@ -16,6 +16,7 @@ cases that need a new process or a real QEMU, naming the requirement.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,13 @@ DEFAULT_CAPABILITIES = frozenset(
         Capability.ROLLBACK_ANY,
     }
 )
+
+
+@functools.lru_cache(maxsize=16)
+def blank(size: int) -> bytes:
+    """`size` zero bytes, one object per size: bytes are immutable, so every blank
+    volume of that size shares it (thousands of blank volumes cost one)."""
+    return bytes(size)
 
 
 @dataclass(frozen=True)
@@ -158,8 +166,7 @@ class MemoryBackend:
             existing = self._existing(volume)
             if existing is not None:
                 return existing
-            self.disk.require(volume.size_bytes)
-            return self._made(volume, bytes(volume.size_bytes))
+            return self._made(volume, blank(volume.size_bytes))  # thin: takes no space yet
 
     @hookimpl
     def evesnap_populate_volume(self, volume: VolumeSpec, source: ContentSource) -> VolumeHandle:

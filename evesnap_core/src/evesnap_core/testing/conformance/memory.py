@@ -42,6 +42,8 @@ class MemoryHarness(Harness):
     volume_format = "raw"
     requirements = MemoryRequirements
     config: ClassVar[MemoryConfig] = MemoryConfig(name="memory", formats=("raw",), capabilities=SUPPORTED)
+    backend_class: ClassVar[type[MemoryBackend]] = MemoryBackend
+    """What load() builds (a deliberately broken subclass, to see the suite fail)."""
     small_capacity: ClassVar[int] = 4 * MIB
 
     def __init__(self, workdir: Path, disk: MemoryDisk | None = None) -> None:
@@ -55,7 +57,7 @@ class MemoryHarness(Harness):
 
     def load(self) -> Backend:
         """A NEW backend object around the same disk, as after a restart."""
-        factory = MemoryBackend.factory(self.config, self.disk)
+        factory = self.backend_class.factory(self.config, self.disk)
         registry = load_backends(self.persist, environ=self.environ(), extra=[(self.config.name, factory)])
         return registry.get(self.config.name)
 
