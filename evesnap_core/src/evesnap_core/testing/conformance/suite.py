@@ -4,7 +4,9 @@ Import them into a test module of your backend with
 ``from evesnap_core.testing.conformance.suite import *`` (see the plugin module
 for the fixtures to provide). A case for a capability the backend does not
 declare is skipped as "not declared"; `TestDeclaredCapabilities` then checks
-that such a call raises NotSupported. Bytes are always checked through the
+that such a call raises NotSupported. A case needing something of the harness
+(``@requires``, requirements.py) is skipped, naming it, when the harness's
+``requirements`` does not provide it. Bytes are always checked through the
 harness, never through the backend. Override a case by subclassing its class
 in your module.
 
