@@ -441,6 +441,7 @@ class TestLiveSnapshot:
 
 
 @pytest.mark.capability("live_snapshot")
+@requires("volumes_attach_to_qemu")
 class TestBesideARunningVM:
     """A running app's snapshots can be cloned and opened while its VM holds the
     volume (the handle carries the attachment), and an open export never keeps
