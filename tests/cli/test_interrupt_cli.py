@@ -51,8 +51,11 @@ def test_a_read_only_persist_folder_is_one_line_exit_2(
 def test_an_unwritable_home_is_one_line_exit_2(tmp_path: Path, read_only: Path) -> None:
     if os.geteuid() == 0:  # root's default persist folder is /var/lib/evesnap, not under HOME
         env = {**_env(tmp_path), "HOME": str(read_only), "XDG_DATA_HOME": str(read_only / "data")}
+        # as user nobody, who may still READ anything (the checkout can be under /root,
+        # mode 0700, as on a fresh machine) but writes only where nobody may
+        reads_all = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
         out = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", EVESNAP, "status"],
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *reads_all, EVESNAP, "status"],
             env=env,
             capture_output=True,
             text=True,
