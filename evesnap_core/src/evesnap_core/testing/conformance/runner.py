@@ -17,6 +17,7 @@ import pytest
 
 from evesnap_core.discovery import load_backends
 from evesnap_core.errors import EvesnapError
+from evesnap_core.testing.conformance import plugin as conformance_plugin
 from evesnap_core.testing.conformance import suite
 from evesnap_core.testing.conformance.plugin import harness_for
 
@@ -110,8 +111,6 @@ def run_suite(backend: str, extra_args: list[str] | None = None, quiet: bool = F
     with guard, tempfile.TemporaryDirectory(prefix="evesnap-conformance-") as tmp:
         args = [
             str(Path(suite.__file__)),
-            "-p",
-            "evesnap_core.testing.conformance.plugin",
             "--evesnap-backend",
             backend,
             "-c",
@@ -130,5 +129,7 @@ def run_suite(backend: str, extra_args: list[str] | None = None, quiet: bool = F
             *(extra_args or []),
         ]
         (Path(tmp) / "none.ini").write_text("[pytest]\n")
-        pytest.main(args, plugins=[collector])
+        # the plugin goes in as the module object: named with -p, pytest would try to
+        # import it again for assertion rewriting and warn that it cannot
+        pytest.main(args, plugins=[collector, conformance_plugin])
     return list(collector.results.values())
