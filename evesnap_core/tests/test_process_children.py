@@ -80,3 +80,47 @@ def test_an_orphan_on_the_same_persist_folder_is_waited_for(tmp_path: Path) -> N
             if p.poll() is None:
                 p.kill()
             p.wait()
+
+
+SPAWN_LOOP = """
+import logging, sys
+from evesnap_core import process
+from evesnap_core.cli import interrupt
+logging.basicConfig()
+interrupt.install()
+print("ready", flush=True)
+try:
+    while True:
+        process.run(["true"])
+except interrupt.Interrupted as stop:
+    print(stop.line, file=sys.stderr)
+    sys.exit(stop.exit_code)
+"""
+
+
+def test_an_interrupt_during_a_spawn_is_never_lost() -> None:
+    """SIGINT at random moments while children are forked one after another: each
+    is raised as Interrupted (exit 130), never swallowed in Python's at-fork hooks
+    ("Exception ignored in: ... _releaseLock", and the command runs on)."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(12):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SPAWN_LOOP],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.3))
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError(
+                f"the interrupt was lost: still spawning 30 s later; stderr: {err}"
+            ) from None
+        assert proc.returncode == 130 and "Exception ignored" not in err, (proc.returncode, err)

@@ -22,8 +22,9 @@ import hashlib
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from evesnap_core.errors import CommandFailed, CommandTimeout
@@ -76,6 +77,44 @@ def die_with_parent(parent: int | None = None) -> Callable[[], None]:
     return preexec
 
 
+_spawning_in_main = False
+_deferred_signal: int | None = None
+
+
+def defer_signal(signum: int) -> bool:
+    """For a signal handler that raises: True (and the signal is kept for later)
+    while the main thread forks a child.
+
+    With a ``preexec_fn``, fork runs Python's at-fork hooks (logging's lock
+    release among them), and Python runs signal handlers there too; an exception
+    a handler raises there is only reported ("Exception ignored in ...
+    _releaseLock") and the interrupt is LOST. Kept, the signal is raised again
+    the moment the child exists, in ordinary code (`run` then stops the child).
+    """
+    global _deferred_signal
+    if not _spawning_in_main:
+        return False
+    if _deferred_signal is None:
+        _deferred_signal = signum
+    return True
+
+
+@contextlib.contextmanager
+def _spawn_window() -> Iterator[None]:
+    global _spawning_in_main, _deferred_signal
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _spawning_in_main = True
+    try:
+        yield
+    finally:
+        if main:
+            _spawning_in_main = False
+            signum, _deferred_signal = _deferred_signal, None
+            if signum is not None:
+                signal.raise_signal(signum)  # its handler runs now, outside the fork
+
+
 def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a child: `env` (or ours) plus the owner mark."""
     out = dict(env) if env is not None else dict(os.environ)
@@ -98,24 +137,28 @@ def run(
     if isinstance(argv, (str, bytes)):
         raise TypeError("argv must be a list of arguments, never a shell string")
     args = [os.fspath(a) for a in argv]
-    proc = subprocess.Popen(  # preexec_fn only calls prctl and getppid (thread-safe)
-        args,
-        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env(env),
-        start_new_session=True,
-        preexec_fn=die_with_parent(),
-    )
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        with _spawn_window():
+            proc = subprocess.Popen(  # preexec_fn only calls prctl and getppid (thread-safe)
+                args,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=child_env(env),
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
+            )
         out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
+        assert proc is not None
         _kill_group(proc)
         out, err = proc.communicate()
         raise CommandTimeout(args, timeout, err.decode(errors="replace")) from None
-    except BaseException:
-        _kill_group(proc)
-        proc.wait()
+    except BaseException:  # an interrupt (kept until the child existed) or a failure
+        if proc is not None:
+            _kill_group(proc)
+            proc.wait()
         raise
     result = subprocess.CompletedProcess(args, proc.returncode, out, err)
     if check and proc.returncode not in ok_codes:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
+from evesnap_core import process
+
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -42,6 +44,8 @@ _raised = False
 
 def _raise(signum: int, frame: FrameType | None) -> None:
     global _raised
+    if process.defer_signal(signum):
+        return  # inside a fork's hooks, where a raise would be lost: raised again after it
     if _raised:
         return  # already unwinding: let it finish
     _raised = True
