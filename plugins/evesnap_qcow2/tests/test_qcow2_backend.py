@@ -226,3 +226,24 @@ def test_no_space_is_refused_before_copying(small_fs: Path, tmp_path: Path) -> N
     assert [i.snapshot_id for i in backend.list_snapshots(handle)] == ["s1"]
     backend.snapshot(handle, "after")
     assert [i.snapshot_id for i in backend.list_snapshots(handle)] == ["s1", "after"]
+
+
+def test_volume_details_agree_with_qemu_img_and_read_the_header_bits(backend: Backend) -> None:
+    """volume_details reads the header and the file's size (no process): the same
+    virtual and actual size as `qemu-img info`, and QEMU's dirty and corrupt bits."""
+    spec, image = new_volume(backend, size=24 * MIB)
+    handle = backend.create_volume(spec)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 7 1M 3M", str(image)], check=True, timeout=60)
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(image)], capture_output=True, check=True, timeout=60
+        ).stdout
+    )
+    details = backend.volume_details(handle)
+    assert (details.virtual_size, details.actual_size) == (info["virtual-size"], info["actual-size"])
+    assert details.actual_size >= 3 * MIB and not details.dirty and not details.corrupt
+    with open(image, "r+b") as f:  # what QEMU sets: incompatible features, bits 0 and 1
+        f.seek(72)
+        f.write(struct.pack(">Q", 0b11))
+    marked = backend.volume_details(handle)
+    assert marked.dirty and marked.corrupt and len(marked.problems) == 2, marked

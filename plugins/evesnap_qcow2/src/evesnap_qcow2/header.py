@@ -1,4 +1,4 @@
-"""Reading a qcow2 image's snapshot table straight from its header.
+"""Reading a qcow2 image's header and snapshot table straight from the file.
 
 Listing and verifying snapshots is on the hot path (after every create), and a
 ``qemu-img`` process costs more than the work. The qcow2 format (QEMU's
@@ -21,6 +21,41 @@ from evesnap_core import CorruptVolume, FormatError, VolumeNotFound
 MAGIC = b"QFI\xfb"
 MAX_SNAPSHOTS = 65536
 READ_STEP = 64 * 1024
+
+
+DIRTY, CORRUPT = 1 << 0, 1 << 1
+"""Incompatible feature bits: refcounts need repair; QEMU found the image corrupt."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    virtual_size: int
+    allocated: int
+    dirty: bool
+    corrupt: bool
+
+
+def read_sizes(path: Path) -> Sizes:
+    """The virtual size and the header's dirty and corrupt bits (offsets 24 and
+    72 of the header), and the bytes the file occupies on disk (what qemu-img
+    calls actual-size): what every ``status`` asks of every volume, without
+    starting a process or scanning the image."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise VolumeNotFound(str(path), "image file missing") from None
+    try:
+        head = os.pread(fd, 80, 0)
+        if len(head) < 72 or head[:4] != MAGIC:
+            raise FormatError(f"{path} is not a qcow2 image")
+        version = struct.unpack(">I", head[4:8])[0]
+        if version not in (2, 3):
+            raise FormatError(f"{path} is qcow2 version {version}, not 2 or 3")
+        virtual = struct.unpack(">Q", head[24:32])[0]
+        features = struct.unpack(">Q", head[72:80])[0] if version == 3 and len(head) == 80 else 0
+        return Sizes(virtual, os.fstat(fd).st_blocks * 512, bool(features & DIRTY), bool(features & CORRUPT))
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
