@@ -384,13 +384,12 @@ class SnapshotTransactions:
             made = self._clone_each(record, snap, owner=batch, intent=opened)
         return [v for _, v in made]
 
-    def _source_handle(self, record: AppRecord, snap: SnapshotRecord, key: str) -> VolumeHandle:
-        """The handle of `snap`'s volume `key` as the backend must see it now: with
+    def _source_handles(self, record: AppRecord, snap: SnapshotRecord) -> dict[str, VolumeHandle]:
+        """The handles of `snap`'s volumes as the backend must see them now: with
         the runtime's live attachment while the app runs, so that the backend reads
         the snapshot beside the VM (and never runs an offline tool against it)."""
-        handle = snap.volumes[key].handle
-        attachment = self.w.runtime.attachments(record.uuid).get(key)
-        return handle if attachment is None else handle.attached(attachment)
+        held = self.w.runtime.attachments(record.uuid)
+        return {key: part.handle.attached(held.get(key)) for key, part in snap.volumes.items()}
 
     def _clone_each(
         self, record: AppRecord, snap: SnapshotRecord, owner: str, intent: Intent
@@ -409,6 +408,7 @@ class SnapshotTransactions:
                     log.warning("cleanup of cloned volume %s failed: %s", volume.key, undo)
 
         intent.on_error(destroy_made)
+        sources = self._source_handles(record, snap)
         for key in snap.volume_keys or list(snap.volumes):
             part = snap.volumes[key]
             known = self.w.ledger.volumes.get(key)
@@ -419,8 +419,7 @@ class SnapshotTransactions:
                 display_name=f"clone of {key} at {snap.id}",
                 backend=part.handle.backend,
             )
-            live = self._source_handle(record, snap, key)
-            handle = self.w.backend_of(part.handle).clone(live, snap.id, spec, self.w.progress)
+            handle = self.w.backend_of(part.handle).clone(sources[key], snap.id, spec, self.w.progress)
             volume = VolumeRecord(
                 spec=spec,
                 handle=handle,
@@ -442,15 +441,14 @@ class SnapshotTransactions:
 
     def open(self, record: AppRecord, snap: SnapshotRecord) -> dict[str, ReadOnlyExport]:
         """Expose every volume of `snap` read-only, all or none; open until closed.
-        A running app's volumes go with their live attachment (see _source_handle)."""
+        A running app's volumes go with their live attachment (see _source_handles)."""
         if snap.exports:
             return dict(snap.exports)
         where = ensure_dir(default_runtime_dir() / "exports")
         opened: dict[str, ReadOnlyExport] = {}
         try:
-            for key, part in snap.volumes.items():
-                live = self._source_handle(record, snap, key)
-                opened[key] = self.w.backend_of(part.handle).open_snapshot(live, snap.id, str(where))
+            for key, handle in self._source_handles(record, snap).items():
+                opened[key] = self.w.backend_of(handle).open_snapshot(handle, snap.id, str(where))
         except EvesnapError:
             for key, export in opened.items():
                 with contextlib.suppress(EvesnapError):
