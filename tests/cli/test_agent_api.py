@@ -178,3 +178,38 @@ def test_the_launcher_finds_the_folders_as_settings_do(
     assert launch.persist_dir(["--persist", "/x", "status"]) == Path("/x")
     assert launch._command(["-v", "--persist", "/x", "snapshot", "list"]) == "snapshot"
     assert launch._command(["status", "--help"]) is None
+
+
+def test_open_clones_and_a_policy_run_of_the_running_app_go_through_the_agent(
+    device: tuple[Cli, Path, Path],
+) -> None:
+    """The rest of the local operations, through the API on the app the agent runs:
+    a read-only open (the app restarts while it is open), clones of volumes and of
+    the app, and a policy run; none is refused as 'locked', the bytes agree."""
+    cli, config, reports = device
+    cli.guest_write(0x33)
+    snap = json.loads(cli("snapshot", "create", APP, "--json").stdout)["snapshot"]
+    cli.guest_write(0x44)
+    opened = cli("snapshot", "open", APP, snap, "--json")
+    assert opened.returncode == 0 and "locked" not in opened.stderr, opened.stderr
+    [export] = json.loads(opened.stdout)
+    from evesnap_core.testing.conformance.harness import qemu_io_read
+
+    assert qemu_io_read(export["uri"], "raw", 0, MIB) == bytes([0x33]) * MIB
+    config.write_text(json.dumps(cli.config_data(activate=False)))  # the controller stops the app ...
+    cli.wait_reports(reports, lambda d: d["apps"][0]["state"] != "RUNNING")
+    config.write_text(json.dumps(cli.config_data()))  # ... and starts it again, the export open
+    cli.wait_reports(reports, lambda d: d["apps"][0]["state"] == "RUNNING")
+    assert cli("snapshot", "close", APP, snap).returncode == 0
+    volumes = cli("clone", "volumes", APP, snap, "--json")
+    assert volumes.returncode == 0, volumes.stderr
+    assert qemu_io_read(json.loads(volumes.stdout)[0]["location"], "qcow2", 0, MIB) == bytes([0x33]) * MIB
+    app = cli("clone", "app", APP, snap, "--name", "copy", "--no-start", "--json")
+    assert app.returncode == 0, app.stderr
+    policy = cli.root / "policy.toml"
+    policy.write_text('[default]\nschedules = { hourly = "0 * * * *" }\n[default.retention]\nhourly = 2\n')
+    ran = cli("policy", "run", str(policy), "--now", "2026-12-01T00:05:00Z", "--json")
+    assert ran.returncode == 0 and "locked" not in ran.stderr, ran.stderr
+    made = json.loads(ran.stdout)["execution"]["apps"]
+    assert any(a.get("created") for a in made), made
+    assert cli.data() == bytes([0x44]) * MIB, "the running app's bytes changed"

@@ -24,9 +24,14 @@ __all__ = [
 
 
 def session_or_fail(
-    obj: Any, base_dir: Path | None = None, as_json: bool = True, write: bool = True
+    obj: Any,
+    base_dir: Path | None = None,
+    as_json: bool = True,
+    write: bool = True,
+    locked_hint: str = "stop it, or use another --persist",
 ) -> Session:
-    """A session, or exit 2 (bad setting) or 4 (another agent holds the persist folder)."""
+    """A session (the agent's own, for a command it runs for a client), or exit 2
+    (bad setting) or 4 (another agent holds the persist folder)."""
     from evesnap_core.cli import session as sessions
 
     if sessions.hosted is not None:  # a command the agent runs for a client: its session
@@ -47,7 +52,7 @@ def session_or_fail(
             code = forward_when_served(sys.argv[1:])  # an agent that is still starting its API
         if code is not None:
             raise SystemExit(code) from None
-        fail(str(exc), "stop it, or use another --persist", EXIT_LOCKED)
+        fail(str(exc), locked_hint, EXIT_LOCKED)
         raise
     except OSError as exc:  # a read-only persist folder, an unwritable HOME or runtime dir
         where = f"{exc.filename}: " if exc.filename else ""

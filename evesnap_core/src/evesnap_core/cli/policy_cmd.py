@@ -15,11 +15,11 @@ from typing import Any
 
 import click
 
-from evesnap_core.cli.exit_codes import EXIT_FAILED, EXIT_INVALID, EXIT_LOCKED
+from evesnap_core.cli.common import session_or_fail
+from evesnap_core.cli.exit_codes import EXIT_FAILED, EXIT_INVALID
 from evesnap_core.cli.output import fail, print_json, print_table
-from evesnap_core.cli.progress import terminal_progress
-from evesnap_core.cli.session import Session, open_session
-from evesnap_core.errors import ConfigError, LockHeld
+from evesnap_core.cli.session import Session
+from evesnap_core.errors import ConfigError
 from evesnap_core.policy.executor import Execution, app_facts, execute
 from evesnap_core.policy.model import Policy, load_policy
 from evesnap_core.policy.planner import NEW, FreeSpace, Plan, plan
@@ -154,17 +154,16 @@ def policy_run(obj: Any, file: Path, dry_run: bool, now_text: str | None, as_jso
     """
     pol = _load(file)
     now = _parse_now(now_text)
-    try:
-        session = open_session(obj.persist, obj.runtime, None, terminal_progress(as_json), write=not dry_run)
-    except ConfigError as exc:
-        fail(str(exc), "see 'evesnap --help'", EXIT_INVALID)
-        raise
-    except LockHeld as exc:
-        fail(str(exc), "stop it, or use --dry-run", EXIT_LOCKED)
-        raise
+    session = session_or_fail(
+        obj, as_json=as_json, write=not dry_run, locked_hint="stop it, or use --dry-run"
+    )
+    clock = session.orchestrator.clock
     if now_text is not None and not dry_run:
         session.orchestrator.clock = lambda: now  # snapshots are stamped with the planned time
-    made, execution = run_policy(pol, session, now, dry_run)
+    try:
+        made, execution = run_policy(pol, session, now, dry_run)
+    finally:
+        session.orchestrator.clock = clock  # the agent's session, when it runs this for a client
     if as_json:
         print_json(
             {
