@@ -310,7 +310,7 @@ def test_a_state_file_that_cannot_be_read_is_set_aside(tmp_path: Path) -> None:
     store.load()
     (damaged,) = store.damaged()
     assert damaged.description.startswith(
-        f"unreadable (Is a directory) in {tmp_path}/evesnap/volumes/odd.json"
+        f"stored data is a directory, not a regular file in {tmp_path}/evesnap/volumes/odd.json"
     )
 
 

@@ -21,8 +21,10 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from evesnap_core.durable import fsync_dir
+from evesnap_core.errors import StateError
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.records import AppRecord, VolumeRecord
+from evesnap_core.state.stored import read_state_bytes
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,8 @@ def read(persist: Path) -> LegacyState | None:
     if device.exists():
         old.device = _parse(device, DeviceConfig)
     for path in sorted((root / "journal").glob("*.json")):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            body = json.loads(path.read_bytes())
+        with contextlib.suppress(OSError, ValueError, KeyError, StateError, RecursionError):
+            body = json.loads(read_state_bytes(path))
             old.intents.append(
                 {
                     "Kind": body["kind"],
@@ -71,8 +73,8 @@ def read(persist: Path) -> LegacyState | None:
 
 def _parse(path: Path, model: type[Any]) -> Any:
     try:
-        return model.model_validate_json(path.read_bytes())
-    except (OSError, ValidationError, ValueError) as exc:
+        return model.model_validate_json(read_state_bytes(path))
+    except (OSError, ValidationError, ValueError, StateError, RecursionError) as exc:
         log.warning(
             "evesnap 0.1 state file %s cannot be carried over (%s); it stays in the old folder", path, exc
         )

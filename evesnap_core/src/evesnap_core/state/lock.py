@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 from evesnap_core.errors import ConfigError, LockHeld
+from evesnap_core.state.stored import file_kind
 
 LOCK_FILE = "evesnap.lock"
 
@@ -27,9 +30,24 @@ def writer_lock(persist: Path) -> int:
     The lock is an flock on ``<persist>/evesnap.lock`` holding the holder's pid;
     it dies with the process, so a restart after a crash is never blocked.
     Returns the descriptor that holds it (closing it releases the lock).
+
+    The lock file is opened without following a link and without waiting, and
+    must be a regular file: a link planted there would make evesnap truncate
+    and write whatever it points at, a FIFO would hang every write command.
+    Anything else is refused with a ConfigError naming it (exit 2).
     """
     path = persist / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EACCES, errno.EPERM):
+            raise ConfigError("--persist", _refusal(path)) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ConfigError("--persist", _refusal(path))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -39,3 +57,11 @@ def writer_lock(persist: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _refusal(path: Path) -> str:
+    try:
+        kind = file_kind(os.lstat(path).st_mode)
+    except OSError as exc:
+        kind = f"unusable ({exc.strerror})"
+    return f"{path} is {kind}, not a regular file: the lock file must be one (remove it, evesnap makes it)"

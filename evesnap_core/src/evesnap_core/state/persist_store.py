@@ -45,7 +45,7 @@ from uuid import UUID
 import pydantic_core
 
 from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir, fsync_dir
-from evesnap_core.errors import StateError
+from evesnap_core.errors import NoSpace, StateError
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.records import AppRecord, Damaged, SnapshotRecord, VolumeRecord
 from evesnap_core.state import legacy
@@ -65,7 +65,14 @@ from evesnap_core.state.files import (
     VolumesSnapshotStatus,
     VolumeState,
 )
-from evesnap_core.state.stored import StoredFile, parse_stored, read_stored
+from evesnap_core.state.stored import (
+    StoredFile,
+    file_kind,
+    parse_stored,
+    read_state_bytes,
+    read_stored,
+    too_deep,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +139,15 @@ class PersistStore:
                 record = state.app.model_copy(update={"snapshots": {}})
                 apps[record.uuid] = record
         snapshots_dir = os.fspath(self.snapshots_dir)
+        for name, mode in self._not_folders(self.snapshots_dir):
+            self._set_aside(
+                self.snapshots_dir / name,
+                f"{snapshots_dir}/{name} is {file_kind(mode)}, not a snapshot folder",
+                app=_owner_of(name, apps),
+                snapshot=name,
+            )
         for name in self._names(self.snapshots_dir, dirs=True):
-            snap = self._read_snapshot(name, f"{snapshots_dir}/{name}")
+            snap = self._read_snapshot(name, f"{snapshots_dir}/{name}", apps)
             if snap is None:
                 continue
             # an app whose own file is not written yet (a crash) or was set aside (reported)
@@ -164,14 +178,29 @@ class PersistStore:
         """Sorted names in `folder`, hidden ones left out: its folders, or its ``.json`` files."""
         try:
             with os.scandir(folder) as entries:
-                if dirs:
-                    names = [e.name for e in entries if e.name[0] != "." and e.is_dir()]
+                if dirs:  # real folders: a link to one is not followed
+                    names = [e.name for e in entries if e.name[0] != "." and e.is_dir(follow_symlinks=False)]
                 else:
                     names = [e.name for e in entries if e.name[0] != "." and e.name.endswith(".json")]
         except (FileNotFoundError, NotADirectoryError):
             return []
         names.sort()
         return names
+
+    @staticmethod
+    def _not_folders(folder: Path) -> list[tuple[str, int]]:
+        """What stands in `folder` where only folders belong (a file, a link, a FIFO), with its mode."""
+        try:
+            with os.scandir(folder) as entries:
+                found = [
+                    (e.name, e.stat(follow_symlinks=False).st_mode)
+                    for e in entries
+                    if e.name[0] != "." and not e.is_dir(follow_symlinks=False)
+                ]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found.sort()
+        return found
 
     def _files(self, folder: Path) -> list[Path]:
         return [folder / name for name in self._names(folder, dirs=False)]
@@ -194,7 +223,9 @@ class PersistStore:
         self._written[where] = raw
         return loaded.value
 
-    def _read_snapshot(self, name: str, folder: str) -> SnapshotRecord | None:
+    def _read_snapshot(
+        self, name: str, folder: str, apps: dict[UUID, AppRecord] | None = None
+    ) -> SnapshotRecord | None:
         """One snapshot folder, its three files agreeing with each other and the folder's name."""
         if self.writable:
             _remove_tmp(folder)
@@ -212,7 +243,8 @@ class PersistStore:
                 raise StateError(folder, "the files name different apps")
         except StateError as exc:
             where = Path(folder)
-            self._set_aside(where, str(exc), app=_app_of(where), snapshot=name)
+            owner = _app_of(where) or _owner_of(name, apps or {})
+            self._set_aside(where, str(exc), app=owner, snapshot=name)
             return None
         for loaded in (status, volumes, config):
             self.warnings.extend(loaded.warnings)
@@ -249,11 +281,6 @@ class PersistStore:
         if self.writable:
             tag = uuidlib.uuid4().hex[:8]
             target = self.quarantine_dir / f"{path.name}.{tag}"
-            ensure_dir(target)
-            with contextlib.suppress(OSError):
-                path.rename(target / path.name)
-                fsync_dir(path.parent)
-                where = target / path.name
             note = QuarantineNote(
                 schema_version=QuarantineNote.SCHEMA,
                 reason=reason,
@@ -262,8 +289,17 @@ class PersistStore:
                 snapshot_id=snapshot,
                 time=datetime.now(UTC),
             )
-            atomic_write(target / "reason.json", note.dump())
-            self._damaged.append(Damaged(f"{reason}; moved to {where}", app, snapshot))
+            try:
+                ensure_dir(target)
+                with contextlib.suppress(OSError):
+                    path.rename(target / path.name)
+                    fsync_dir(path.parent)
+                    where = target / path.name
+                atomic_write(target / "reason.json", note.dump())
+            except (OSError, NoSpace) as exc:  # a full disk: reported all the same, moved next time
+                log.error("cannot set %s aside: %s", path, exc)  # noqa: TRY400 (one line, no traceback)
+            moved = f"; moved to {where}" if where != path else "; left in place"
+            self._damaged.append(Damaged(f"{reason}{moved}", app, snapshot))
         else:
             self._damaged.append(Damaged(reason, app, snapshot))
 
@@ -525,15 +561,9 @@ def _config_json(config: dict[str, Any]) -> str:
 
 
 def _slurp(path: str) -> bytes:
-    """A file's bytes (the fewest system calls: no buffered reader)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    """A state file's bytes, read defensively (only a regular file, at most
+    MAX_STATE_BYTES: `stored.read_state_bytes`)."""
+    return read_state_bytes(path)
 
 
 def _slurp_stored(path: str) -> bytes:
@@ -541,6 +571,8 @@ def _slurp_stored(path: str) -> bytes:
         return _slurp(path)
     except FileNotFoundError:
         raise StateError(path, "stored data missing") from None
+    except NotADirectoryError:
+        raise StateError(path, "stored data missing (its folder is not a folder)") from None
     except OSError as exc:
         raise StateError(path, f"stored data unreadable ({exc.strerror})") from None
 
@@ -567,6 +599,20 @@ def _uuid_or_none(text: str) -> UUID | None:
         return None
 
 
+def _owner_of(snapshot_id: str, apps: dict[UUID, AppRecord]) -> UUID | None:
+    """The app whose own record names `snapshot_id` (its controller list, current
+    snapshot or rollback), when the snapshot's folder no longer says."""
+    for record in apps.values():
+        config = record.config
+        listed = config.snapshot.snapshots if config is not None and config.snapshot else []
+        if snapshot_id in {str(d.id) for d in listed} or snapshot_id in (
+            record.current_snapshot,
+            record.rollback_target,
+        ):
+            return record.uuid
+    return None
+
+
 def _app_of(folder: Path) -> UUID | None:
     """The app a damaged snapshot folder belonged to, from whichever file still says."""
     for name, key in (
@@ -575,8 +621,11 @@ def _app_of(folder: Path) -> UUID | None:
         (APP_CONFIG, "AppInstanceID"),
     ):
         try:
-            value = json.loads((folder / name).read_bytes()).get(key)
+            raw = read_state_bytes(folder / name)
+            if too_deep(raw):
+                continue
+            value = json.loads(raw).get(key)
             return UUID(str(value))
-        except (OSError, ValueError, AttributeError, TypeError):
+        except (OSError, StateError, ValueError, AttributeError, TypeError, RecursionError):
             continue
     return None

@@ -22,9 +22,13 @@ which walks the fields and says what is missing, tolerated or wrong.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
+import os
+import re
+import stat
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +41,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from evesnap_core.errors import StateError
 
 log = logging.getLogger(__name__)
+
+MAX_STATE_BYTES = 32 << 20
+"""The most a state file may hold (32 MiB; docs/state.md). evesnap's own are far
+smaller (a device config of 1,000 apps is about 2 MiB); a bigger one is damage,
+and is set aside unread instead of being read whole into memory."""
+MAX_STATE_DEPTH = 200
+"""The deepest nesting a state file may have: a config is refused past 100 levels
+(model/validation.py), and a state file wraps it in a few more."""
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -74,10 +86,85 @@ class Loaded(Generic[F]):
     warnings: list[str] = field(default_factory=list)
 
 
+def read_state_bytes(path: str | Path) -> bytes:
+    """The bytes of the state file `path`, read defensively.
+
+    Only a regular file is read: the last component is opened without following
+    a link and without waiting (a FIFO would block forever), and checked with
+    fstat before the first byte; a file larger than MAX_STATE_BYTES is refused
+    unread. Anything else raises StateError saying what it is; OSError
+    (FileNotFoundError, EACCES, ...) goes to the caller as it is.
+    """
+    where = os.fspath(path)
+    try:
+        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError(where, "stored data is a symbolic link, not a regular file") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StateError(where, f"stored data is {file_kind(info.st_mode)}, not a regular file")
+        if info.st_size > MAX_STATE_BYTES:
+            raise StateError(
+                where,
+                f"stored data is {info.st_size} bytes, more than a state file may hold ({MAX_STATE_BYTES})",
+            )
+        chunks = []
+        left = MAX_STATE_BYTES + 1
+        while left > 0 and (chunk := os.read(fd, min(1 << 20, left))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    if left <= 0:  # it grew while read
+        raise StateError(where, f"stored data is more than a state file may hold ({MAX_STATE_BYTES})")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def file_kind(mode: int) -> str:
+    """What a file is, in words, for a message."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISREG, "a regular file"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def too_deep(raw: bytes | str, limit: int = MAX_STATE_DEPTH) -> bool:
+    """Whether the JSON text `raw` nests arrays and objects more than `limit` deep
+    (brackets inside strings do not count). Cheap when it cannot be: a text with
+    fewer brackets than `limit` is not scanned."""
+    data = raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _TOKENS.finditer(data):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 def read_stored(model: type[F], path: Path) -> Loaded[F]:
     """Read `path` as `model`, or raise StateError naming the file and what is wrong."""
     try:
-        raw = path.read_bytes()
+        raw = read_state_bytes(path)
     except FileNotFoundError:
         raise StateError(str(path), "stored data missing") from None
     except OSError as exc:
@@ -87,6 +174,8 @@ def read_stored(model: type[F], path: Path) -> Loaded[F]:
 
 def parse_stored(model: type[F], raw: bytes | str, where: str, fast: bool = True) -> Loaded[F]:
     """Parse `raw` as `model`; `fast=False` always takes the detailed path (same result)."""
+    if too_deep(raw):
+        raise StateError(where, f"stored data is nested more than {MAX_STATE_DEPTH} levels deep")
     if fast and _plain(raw):
         try:
             value = model.model_validate_json(raw)
