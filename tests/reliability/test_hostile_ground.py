@@ -227,3 +227,106 @@ def test_a_lock_file_linked_to_a_file_outside_leaves_it_unchanged(cli: Cli) -> N
     out = apply(cli, two_apps([], []))
     assert out.returncode == 2 and "evesnap.lock" in out.stderr, out.stderr
     assert outside.read_text() == "root-only content\n"
+
+
+# ---------------------------------------------------------------- planted symbolic links
+
+
+def tree(folder: Path) -> dict[str, bytes | str]:
+    """Every entry below `folder`: a file's bytes, a link's target, a folder's mark."""
+    out: dict[str, bytes | str] = {}
+    for path in sorted(folder.rglob("*")):
+        rel = str(path.relative_to(folder))
+        if path.is_symlink():
+            out[rel] = f"-> {os.readlink(path)}"
+        elif path.is_dir():
+            out[rel] = "dir"
+        else:
+            out[rel] = path.read_bytes()
+    return out
+
+
+def relink(path: Path, outside: Path) -> None:
+    """Move `path` (a folder or file) to `outside` and leave a link to it in its place."""
+    subprocess.run(["cp", "-a", str(path), str(outside)], check=True)
+    subprocess.run(["rm", "-rf", str(path)], check=True)
+    path.symlink_to(outside)
+
+
+STATE_FOLDERS = [
+    "snapshots",
+    "evesnap",
+    "evesnap/apps",
+    "evesnap/volumes",
+    "evesnap/journal",
+    "evesnap/quarantine",
+    "vault",
+    "vault/volumes",
+]
+
+
+@pytest.mark.parametrize("folder", STATE_FOLDERS)
+def test_a_state_folder_replaced_by_a_link_writes_nothing_outside(cli: Cli, folder: str) -> None:
+    first = apply(cli, two_apps([SNAP_A], [SNAP_B]))
+    assert first.returncode == 0, first.stderr
+    persist = cli.root / "persist"
+    (persist / "evesnap" / "quarantine").mkdir(mode=0o700, exist_ok=True)
+    outside = cli.root / "elsewhere"
+    relink(persist / folder, outside)
+    before = tree(outside)
+
+    out = apply(cli, two_apps([SNAP_A, SNAP_A2], [SNAP_B, SNAP_B2]))
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.returncode != 0, out.stdout
+    said = out.stderr + out.stdout
+    assert "symbolic link" in said and str(persist / folder) in said, said
+    assert tree(outside) == before, "a write went through the link"
+    snap = run(cli, "snapshot", "create", APP_B)
+    assert snap.returncode != 0 and "Traceback" not in snap.stderr, snap.stderr
+    assert tree(outside) == before
+
+
+def test_a_snapshot_folder_or_app_state_replaced_by_a_link_is_set_aside(cli: Cli) -> None:
+    first = apply(cli, two_apps([SNAP_A], [SNAP_B]))
+    assert first.returncode == 0, first.stderr
+    persist = cli.root / "persist"
+    relink(persist / "snapshots" / SNAP_A, cli.root / "outside-snapshot")
+    relink(app_file(persist), cli.root / "outside-app.json")
+    before = tree(cli.root / "outside-snapshot"), (cli.root / "outside-app.json").read_bytes()
+
+    out = apply(cli, two_apps([SNAP_A, SNAP_A2], [SNAP_B, SNAP_B2]))
+    assert "Traceback" not in out.stderr, out.stderr
+    apps = reports(out)
+    assert available(apps[APP_B]) == {SNAP_B, SNAP_B2}
+    assert "symbolic link" in errors(apps[APP_A]), apps[APP_A]
+    assert (tree(cli.root / "outside-snapshot"), (cli.root / "outside-app.json").read_bytes()) == before
+    assert not (persist / "snapshots" / SNAP_A).is_symlink() and not app_file(persist).is_symlink()
+
+
+def test_a_sidecar_linked_to_a_file_outside_leaves_it_unchanged(cli: Cli) -> None:
+    first = apply(cli, two_apps([SNAP_A], [SNAP_B]))
+    assert first.returncode == 0, first.stderr
+    outside = cli.root / "precious.txt"
+    outside.write_text("root-only content\n")
+    (sidecar,) = (cli.root / "persist" / "vault" / "volumes").glob(f"{VOL_B}*.evesnap.json")
+    sidecar.unlink()
+    sidecar.symlink_to(outside)
+    out = run(cli, "snapshot", "create", APP_B)
+    assert out.returncode == 0, out.stderr
+    assert outside.read_text() == "root-only content\n"
+    assert not sidecar.is_symlink()  # replaced by a real sidecar
+
+
+def test_an_image_replaced_by_a_link_is_refused_and_the_target_unchanged(cli: Cli) -> None:
+    first = apply(cli, two_apps([SNAP_A], [SNAP_B]))
+    assert first.returncode == 0, first.stderr
+    (image,) = (cli.root / "persist" / "vault" / "volumes").glob(f"{VOL_B}*.qcow2")
+    outside = cli.root / "outside.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(outside), "1M"], check=True, timeout=30)
+    before = outside.read_bytes()
+    image.unlink()
+    image.symlink_to(outside)
+    out = run(cli, "snapshot", "create", APP_B)
+    assert out.returncode == 1 and "symbolic link" in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert outside.read_bytes() == before

@@ -25,6 +25,7 @@ from evesnap_core.errors import (
     RollbackBlocked,
     SnapshotInUse,
     SnapshotNotFound,
+    UnsafePath,
     VolumeLocked,
     VolumeNotFound,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "SnapshotInUse",
     "SnapshotInfo",
     "SnapshotNotFound",
+    "UnsafePath",
     "VolumeDetails",
     "VolumeHandle",
     "VolumeLocked",

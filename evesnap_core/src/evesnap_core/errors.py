@@ -134,6 +134,16 @@ class CorruptVolume(FormatError):
     """The volume's metadata is damaged."""
 
 
+class UnsafePath(EvesnapError):
+    """A path evesnap would write through is not what it must be: a symbolic link,
+    or not a folder, on the way from the persist (or runtime) folder to the file.
+    Raised by the durable-file helpers before anything is written."""
+
+    def __init__(self, path: str, what: str) -> None:
+        self.path = path
+        super().__init__(f"{path} is {what}: evesnap writes nothing through it (remove it)")
+
+
 class InvalidName(EvesnapError, ValueError):
     """A snapshot or volume name that cannot be used safely."""
 

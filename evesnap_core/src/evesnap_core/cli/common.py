@@ -11,7 +11,7 @@ from evesnap_core.cli.exit_codes import EXIT_FAILED, EXIT_INVALID, EXIT_LOCKED
 from evesnap_core.cli.output import fail
 from evesnap_core.cli.progress import terminal_progress
 from evesnap_core.cli.session import Session, open_session
-from evesnap_core.errors import ConfigError, LockHeld
+from evesnap_core.errors import ConfigError, LockHeld, UnsafePath
 
 __all__ = [
     "EXIT_FAILED",
@@ -42,6 +42,9 @@ def session_or_fail(
     except ConfigError as exc:
         fail(str(exc), "see 'evesnap --help'", EXIT_INVALID)
         raise  # unreachable
+    except UnsafePath as exc:  # a state folder or lock file replaced by a link
+        fail(str(exc), "check the persist folder", EXIT_INVALID)
+        raise
     except LockHeld as exc:
         import sys
 

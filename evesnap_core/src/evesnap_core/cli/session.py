@@ -7,14 +7,14 @@ from pathlib import Path
 from uuid import UUID
 
 from evesnap_core.discovery import Registry, load_backends
-from evesnap_core.durable import ensure_dir
+from evesnap_core.durable import confine, ensure_dir
 from evesnap_core.errors import ConfigError
 from evesnap_core.handler_types import ProgressCallback
 from evesnap_core.orchestrator.content import ContentResolver
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.process import set_owner, wait_for_orphans
 from evesnap_core.runtimes.loader import load_runtime
-from evesnap_core.settings import default_volume_format
+from evesnap_core.settings import default_runtime_dir, default_volume_format
 from evesnap_core.state.lock import check_persist, writer_lock
 from evesnap_core.state.persist_store import PersistStore
 
@@ -54,7 +54,11 @@ def open_session(
     progress: ProgressCallback | None = None,
     write: bool = True,
 ) -> Session:
-    """Everything a command needs; `write` commands hold the persist folder's lock."""
+    """Everything a command needs; `write` commands hold the persist folder's lock.
+
+    Every write below the persist and runtime folders is confined to them from
+    here on (`durable.confine`: never through a symbolic link)."""
+    confine(persist, default_runtime_dir())
     ensure_dir(persist)
     check_persist(persist)
     tag = set_owner(persist)  # every child is marked as this process's

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
-import stat
 from pathlib import Path
 
-from evesnap_core.errors import ConfigError, LockHeld
-from evesnap_core.state.stored import file_kind
+from evesnap_core.durable import kind_of, open_regular
+from evesnap_core.errors import ConfigError, LockHeld, UnsafePath
 
 LOCK_FILE = "evesnap.lock"
 
@@ -37,17 +35,10 @@ def writer_lock(persist: Path) -> int:
     Anything else is refused with a ConfigError naming it (exit 2).
     """
     path = persist / LOCK_FILE
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EACCES, errno.EPERM):
-            raise ConfigError("--persist", _refusal(path)) from None
-        raise
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise ConfigError("--persist", _refusal(path))
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except UnsafePath as exc:
+        raise ConfigError("--persist", f"{exc.path} is {_kind(path)}, not a regular file: {HINT}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -59,9 +50,11 @@ def writer_lock(persist: Path) -> int:
     return fd
 
 
-def _refusal(path: Path) -> str:
+HINT = "the lock file must be one (remove it, evesnap makes it)"
+
+
+def _kind(path: Path) -> str:
     try:
-        kind = file_kind(os.lstat(path).st_mode)
+        return kind_of(os.lstat(path).st_mode)
     except OSError as exc:
-        kind = f"unusable ({exc.strerror})"
-    return f"{path} is {kind}, not a regular file: the lock file must be one (remove it, evesnap makes it)"
+        return f"unusable ({exc.strerror})"

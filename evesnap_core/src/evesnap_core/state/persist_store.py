@@ -44,7 +44,7 @@ from uuid import UUID
 
 import pydantic_core
 
-from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir, fsync_dir
+from evesnap_core.durable import atomic_write, confine, confined, durable_unlink, ensure_dir, fsync_dir
 from evesnap_core.errors import NoSpace, StateError
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.records import AppRecord, Damaged, SnapshotRecord, VolumeRecord
@@ -105,9 +105,11 @@ class PersistStore:
         self.volumes_dir = self.root / "volumes"
         self.journal_dir = self.root / "journal"
         self.quarantine_dir = self.root / "quarantine"
-        if writable:
-            for folder in (self.snapshots_dir, self.apps_dir, self.volumes_dir, self.journal_dir):
-                ensure_dir(folder)
+        confine(persist)  # every write below it: never through a link (durable.confined)
+        for folder in (self.snapshots_dir, self.root, self.apps_dir, self.volumes_dir, self.journal_dir):
+            # a state folder replaced by a link is refused (UnsafePath), read-only view included
+            ensure_dir(folder) if writable else confined(folder)
+        confined(self.quarantine_dir)
         self.warnings: list[str] = []
         """What loaded with a tolerated difference (an unknown or a missing optional field)."""
         self._damaged: list[Damaged] = []

@@ -22,13 +22,10 @@ which walks the fields and says what is missing, tolerated or wrong.
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import logging
-import os
 import re
-import stat
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -38,7 +35,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evesnap_core.errors import StateError
+from evesnap_core.durable import kind_of, read_regular
+from evesnap_core.errors import StateError, UnsafePath
 
 log = logging.getLogger(__name__)
 
@@ -87,56 +85,18 @@ class Loaded(Generic[F]):
 
 
 def read_state_bytes(path: str | Path) -> bytes:
-    """The bytes of the state file `path`, read defensively.
-
-    Only a regular file is read: the last component is opened without following
-    a link and without waiting (a FIFO would block forever), and checked with
-    fstat before the first byte; a file larger than MAX_STATE_BYTES is refused
-    unread. Anything else raises StateError saying what it is; OSError
-    (FileNotFoundError, EACCES, ...) goes to the caller as it is.
-    """
-    where = os.fspath(path)
+    """The bytes of the state file `path`, read defensively (`durable.read_regular`):
+    only a regular file, opened without following a link or waiting, checked with
+    fstat first, at most MAX_STATE_BYTES. Anything else raises StateError saying
+    what it is; OSError (FileNotFoundError, EACCES, ...) goes to the caller."""
     try:
-        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise StateError(where, "stored data is a symbolic link, not a regular file") from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise StateError(where, f"stored data is {file_kind(info.st_mode)}, not a regular file")
-        if info.st_size > MAX_STATE_BYTES:
-            raise StateError(
-                where,
-                f"stored data is {info.st_size} bytes, more than a state file may hold ({MAX_STATE_BYTES})",
-            )
-        chunks = []
-        left = MAX_STATE_BYTES + 1
-        while left > 0 and (chunk := os.read(fd, min(1 << 20, left))):
-            chunks.append(chunk)
-            left -= len(chunk)
-    finally:
-        os.close(fd)
-    if left <= 0:  # it grew while read
-        raise StateError(where, f"stored data is more than a state file may hold ({MAX_STATE_BYTES})")
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return read_regular(path, MAX_STATE_BYTES)
+    except UnsafePath as exc:
+        what = str(exc).split(": evesnap writes nothing", 1)[0].removeprefix(f"{exc.path} is ")
+        raise StateError(exc.path, f"stored data is {what}") from None
 
 
-def file_kind(mode: int) -> str:
-    """What a file is, in words, for a message."""
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISLNK, "a symbolic link"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISREG, "a regular file"),
-    ):
-        if test(mode):
-            return name
-    return "not a file"
+file_kind = kind_of
 
 
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)

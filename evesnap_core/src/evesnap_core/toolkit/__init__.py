@@ -17,13 +17,24 @@ nothing else of the core; its harness and tests may also use
 - :mod:`.tempfiles`: temporaries that never outlive a failed or killed operation.
 - :mod:`.copies`: reflink or sparse whole-file copies.
 - Re-exported here for backends: :func:`run` (subprocesses, the one safe way),
-  the durable-file helpers, :func:`crashpoint`, the QMP client and its errors,
-  and :class:`PeerBackend` (what ``BackendContext.peer(name)`` returns).
+  the durable-file helpers (confined to the persist folder: :func:`confined`,
+  :func:`open_regular`, :func:`read_regular`, :func:`append_durably`),
+  :func:`crashpoint`, the QMP client and its errors, and :class:`PeerBackend`
+  (what ``BackendContext.peer(name)`` returns).
 """
 
 from evesnap_core.backend import Backend as PeerBackend
 from evesnap_core.crashpoints import crashpoint
-from evesnap_core.durable import atomic_write, durable_unlink, ensure_dir, fsync_dir
+from evesnap_core.durable import (
+    append_durably,
+    atomic_write,
+    confined,
+    durable_unlink,
+    ensure_dir,
+    fsync_dir,
+    open_regular,
+    read_regular,
+)
 from evesnap_core.process import run
 from evesnap_core.qemu import QmpClient, QmpDisconnected, QmpError, QmpTimeout
 from evesnap_core.toolkit.content import ContentImage, inspect_content, populate_raw, write_content
@@ -41,7 +52,7 @@ from evesnap_core.toolkit.space import (
 )
 from evesnap_core.toolkit.tempfiles import publish, sweep, temp_dir, temp_file
 
-TOOLKIT_VERSION = 1
+TOOLKIT_VERSION = 2
 """Bumped with every change to this namespace (docs/plugin-api-changelog.md)."""
 
 __all__ = [
@@ -55,7 +66,9 @@ __all__ = [
     "QmpTimeout",
     "after_delete",
     "allocated_bytes",
+    "append_durably",
     "atomic_write",
+    "confined",
     "copy_file",
     "crashpoint",
     "durable_unlink",
@@ -65,9 +78,11 @@ __all__ = [
     "fsync_dir",
     "handle_for",
     "inspect_content",
+    "open_regular",
     "parents_first",
     "populate_raw",
     "publish",
+    "read_regular",
     "reflink",
     "reparented",
     "require_free",

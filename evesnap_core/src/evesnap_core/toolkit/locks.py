@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from evesnap_core.durable import ensure_dir
+from evesnap_core.durable import ensure_dir, open_regular
 from evesnap_core.errors import VolumeLocked
 
 LOCK_TIMEOUT = 120.0
@@ -45,7 +45,7 @@ def volume_lock(
     ensure_dir(path.parent)
     deadline = time.monotonic() + timeout
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o600)  # never through a planted link
         try:
             _acquire(fd, path, key, deadline)
             if not _same_file(fd, path):

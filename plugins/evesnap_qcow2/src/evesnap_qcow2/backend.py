@@ -122,6 +122,8 @@ class Qcow2Backend:
     def _locked(image: Path) -> contextlib.AbstractContextManager[None]:
         """The image's exclusive lock (the toolkit's per-volume lock), for every
         operation, offline and live: concurrent qemu-img calls corrupt an image."""
+        toolkit.confined(image)  # a link in place of an image would make qemu-img write elsewhere
+        toolkit.confined(sidecar.sidecar_path(image), final=False)
         lock = image.with_name(image.name + ".lock")
         gone = lambda: not image.exists() and not sidecar.sidecar_path(image).exists()  # noqa: E731
         return toolkit.volume_lock(lock, image.name, gone=gone)

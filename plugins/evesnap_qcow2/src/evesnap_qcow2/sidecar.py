@@ -19,9 +19,9 @@ bytes the file is replaced atomically by its last state.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -29,13 +29,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
-from evesnap_core.errors import NoSpace
-from evesnap_core.toolkit import atomic_write, crashpoint, durable_unlink
+from evesnap_core.errors import UnsafePath
+from evesnap_core.toolkit import append_durably, atomic_write, crashpoint, durable_unlink, read_regular
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 COMPACT_AT = 64 * 1024
 """Bytes of log after which a save rewrites the file with the last state only."""
+MAX_BYTES = 32 << 20
+"""A sidecar larger than this is not read (damage): the image's table is used instead."""
 
 
 class TagRecord(BaseModel):
@@ -74,10 +76,10 @@ def load(image: Path) -> Sidecar:
     """The image's sidecar; an empty one when it is missing or unreadable."""
     path = sidecar_path(image)
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_BYTES)  # never through a link, never a FIFO
     except FileNotFoundError:
         return Sidecar()
-    except OSError as exc:
+    except (OSError, UnsafePath) as exc:
         log.warning(
             "%s is unreadable (%s); snapshot ids and parents fall back to the image's table", path, exc
         )
@@ -101,13 +103,14 @@ def save(image: Path, sidecar: Sidecar) -> None:
     path = sidecar_path(image)
     line = sidecar.model_dump_json(by_alias=True).encode()
     try:
-        size: int | None = path.stat().st_size
+        info = os.lstat(path)
+        size: int | None = info.st_size if stat.S_ISREG(info.st_mode) else None
     except FileNotFoundError:
         size = None
-    if size is None or size + len(line) + 2 > COMPACT_AT:  # a new file, or time to compact
+    if size is None or size + len(line) + 2 > COMPACT_AT:  # new, odd (a link: replaced), or compacted
         atomic_write(path, line + b"\n")
         return
-    _append(path, b"\n" + line + b"\n")
+    append_durably(path, b"\n" + line + b"\n")  # never through a link
 
 
 def save_during(
@@ -142,22 +145,6 @@ def save_during(
     writer.join()
     if errors:  # qemu-img did its part: one more try to record it, else the error
         save(image, after)
-
-
-def _append(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fdatasync(fd)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            stat = os.statvfs(path.parent)
-            raise NoSpace(str(path.parent), len(data), stat.f_bavail * stat.f_frsize) from exc
-        raise
-    finally:
-        os.close(fd)
 
 
 def remove(image: Path) -> None:
