@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from evesnap_core.discovery import load_backends
+from evesnap_core.testing.loopfs import loop_filesystem_fixture
 
 from ..support import EVESNAP, MIB, Cli
 
@@ -330,3 +332,174 @@ def test_an_image_replaced_by_a_link_is_refused_and_the_target_unchanged(cli: Cl
     assert out.returncode == 1 and "symbolic link" in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1, out.stderr
     assert outside.read_bytes() == before
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+small_fs = loop_filesystem_fixture("ext4", 24 * MIB)
+
+
+def on(mount: Path, cli: Cli) -> Path:
+    """Put the device's persist folder on `mount`; returns it."""
+    persist = mount / "persist"
+    cli.env["EVESNAP_PERSIST"] = str(persist)
+    return persist
+
+
+def fill(mount: Path) -> Path:
+    """Fill `mount` to the last byte with one file; returns it."""
+    filler = mount / "filler"
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\xff" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                f.write(b"\xff" * 1024)
+        except OSError:
+            pass
+    return filler
+
+
+def images(persist: Path) -> list[Path]:
+    return sorted((persist / "vault" / "volumes").glob("*.qcow2"))
+
+
+def leaks(persist: Path) -> dict[str, int]:
+    """qemu-img check of every image: its exit code (0 clean, 3 leaked clusters)."""
+    check = ["qemu-img", "check", "-q"]
+    return {
+        p.name: subprocess.run([*check, str(p)], capture_output=True, timeout=30).returncode
+        for p in images(persist)
+    }
+
+
+def write_data(persist: Path) -> None:
+    for image in images(persist):
+        subprocess.run(
+            ["qemu-io", "-f", "qcow2", "-c", "write -P 7 0 512k", str(image)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+
+def test_apply_on_a_full_disk_reports_every_app_and_converges_once_freed(cli: Cli, small_fs: Path) -> None:
+    persist = on(small_fs, cli)
+    first = apply(cli, two_apps([SNAP_A], [SNAP_B]))
+    assert first.returncode == 0, first.stderr
+    write_data(persist)
+    filler = fill(small_fs)
+    wanted = two_apps([SNAP_A, SNAP_A2], [SNAP_B, SNAP_B2])
+
+    out = apply(cli, wanted)
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 1, out.stderr
+    assert "No space left on device" in out.stderr or "not enough space" in out.stderr, out.stderr
+    apps = reports(out)
+    for app in (APP_A, APP_B):  # the apps after the failing one were reconciled too
+        assert errors(apps[app]), apps[app]
+    assert set(leaks(persist).values()) == {0}
+
+    # a snapshot cut short by a nearly full disk (1 to 4 KiB free) leaves no leaked cluster
+    size = filler.stat().st_size
+    for kib in (1, 2, 3, 4):
+        os.truncate(filler, size - kib * 1024)
+        out = apply(cli, wanted)
+        assert "Traceback" not in out.stderr, out.stderr
+        assert set(leaks(persist).values()) == {0}, (kib, leaks(persist), out.stderr)
+
+    filler.unlink()
+    out = apply(cli, wanted)
+    assert out.returncode == 0, out.stderr
+    apps = reports(out)
+    assert available(apps[APP_A]) == {SNAP_A, SNAP_A2} and available(apps[APP_B]) == {SNAP_B, SNAP_B2}
+    assert set(leaks(persist).values()) == {0}
+
+
+AGENT_ARGS = ("--interval", "0.2", "--resync", "0", "--no-api")
+
+
+def test_the_agent_keeps_running_on_a_full_disk_and_converges_once_freed(
+    cli: Cli, small_fs: Path, tmp_path: Path
+) -> None:
+    persist = on(small_fs, cli)
+    first = apply(cli, two_apps([SNAP_A], [SNAP_B]))
+    assert first.returncode == 0, first.stderr
+    filler = fill(small_fs)
+    config = tmp_path / "device.json"
+    config.write_text(json.dumps(two_apps([SNAP_A, SNAP_A2], [SNAP_B, SNAP_B2])))
+    report_file = tmp_path / "reports.json"  # beside the full disk: what the agent says meanwhile
+    log = (tmp_path / "agent.log").open("w")
+    agent = subprocess.Popen(
+        [EVESNAP, "agent", "--config", str(config), "--reports", str(report_file), *AGENT_ARGS],
+        env=cli.env,
+        stderr=log,
+        text=True,
+    )
+    try:
+
+        def wait(predicate: Callable[[dict[str, dict[str, Any]]], bool]) -> dict[str, dict[str, Any]]:
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                assert agent.poll() is None, (tmp_path / "agent.log").read_text()
+                try:
+                    apps = {a["AppID"]: a for a in json.loads(report_file.read_text())["apps"]}
+                    if predicate(apps):
+                        return apps
+                except (OSError, ValueError, KeyError):
+                    pass
+                time.sleep(0.1)
+            raise AssertionError((tmp_path / "agent.log").read_text())
+
+        wait(lambda apps: all(errors(apps[a]) for a in (APP_A, APP_B)))  # up, reporting, both tried
+        assert agent.poll() is None
+        filler.unlink()
+        apps = wait(
+            lambda apps: (
+                available(apps[APP_A]) == {SNAP_A, SNAP_A2} and available(apps[APP_B]) == {SNAP_B, SNAP_B2}
+            )
+        )
+        assert errors(apps[APP_B]) == ""
+    finally:
+        agent.terminate()
+        agent.wait(timeout=60)
+        log.close()
+    text = (tmp_path / "agent.log").read_text()
+    assert "Traceback" not in text, text
+    assert "No space left on device" in text or "not enough space" in text, text
+    assert set(leaks(persist).values()) == {0}
+
+
+def test_a_snapshot_cut_short_by_a_full_disk_leaves_no_leaked_cluster(small_fs: Path) -> None:
+    """Straight into the qcow2 backend, so that the free space at `qemu-img
+    snapshot -c` is exact: 0 to 8 KiB, where the snapshot table or the L1 copy
+    is cut off halfway (it leaked 1 cluster at 1 KiB free before)."""
+    from evesnap_core.errors import NoSpace
+    from evesnap_core.handler_types import VolumeSpec
+
+    backend = load_backends(small_fs, environ={}).get("qcow2")
+    tried: dict[int, str] = {}
+    for kib in range(9):
+        spec = VolumeSpec(uuid=uuid.uuid4(), format="qcow2", size_bytes=64 * MIB, backend="qcow2")
+        handle = backend.create_volume(spec)
+        image = Path(handle.location)
+        qemu_io = ["qemu-io", "-f", "qcow2", "-c"]
+        subprocess.run([*qemu_io, "write -P 7 0 4M", str(image)], check=True, capture_output=True)
+        backend.snapshot(handle, "s0")
+        subprocess.run([*qemu_io, "write -P 8 0 1M", str(image)], check=True, capture_output=True)
+        filler = fill(small_fs)
+        os.truncate(filler, max(0, filler.stat().st_size - kib * 1024))
+        try:
+            backend.snapshot(handle, "cut")
+            tried[kib] = "taken"
+        except NoSpace:
+            tried[kib] = "NoSpace"
+        check = subprocess.run(["qemu-img", "check", str(image)], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, (kib, tried, check.stdout)
+        filler.unlink()
+        backend.destroy_volume(handle)
+    assert "NoSpace" in tried.values(), tried

@@ -12,10 +12,10 @@ import click
 
 from evesnap_core.cli.common import EXIT_FAILED, EXIT_INVALID, session_or_fail
 from evesnap_core.cli.interrupt import StopFlag
-from evesnap_core.cli.output import fail
+from evesnap_core.cli.output import fail, one_line
 from evesnap_core.cli.reports_view import show, status_json
 from evesnap_core.durable import atomic_write
-from evesnap_core.errors import ConfigError
+from evesnap_core.errors import ConfigError, EvesnapError
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.validation import parse_model
 from evesnap_core.orchestrator.reports import Reports
@@ -54,7 +54,9 @@ def apply(obj: Any, config: Path, as_json: bool) -> None:
     session = session_or_fail(obj, base_dir=config.resolve().parent, as_json=as_json)
     reports = session.orchestrator.reconcile(device)
     show(session.orchestrator, reports, as_json)
-    raise SystemExit(_exit_code(reports))
+    for problem in session.orchestrator.problems:  # state not written (a full disk): one line each
+        click.echo(f"evesnap: error: {one_line(problem)}", err=True)
+    raise SystemExit(EXIT_FAILED if session.orchestrator.problems else _exit_code(reports))
 
 
 @click.command()
@@ -147,6 +149,8 @@ def agent(
 
         policy_tick = agent_policy_tick(policy_path, session)
     waiting_said = False
+    said: set[str] = set()  # a failure repeated every interval is said once, until it changes
+    pending = False  # the last pass could not write everything (a full disk): run again
     while not stopping:
         try:
             stat = config_path.stat()
@@ -158,29 +162,37 @@ def agent(
                 waiting_said = True
         else:
             waiting_said = False
-        due = resync > 0 and time.monotonic() - last >= resync
+        due = pending or (resync > 0 and time.monotonic() - last >= resync)
         if stamp is not None and (stamp != seen or due):
             seen, last = stamp, time.monotonic()
             try:
                 device = parse_model(DeviceConfig, config_path.read_bytes())
             except (OSError, ConfigError) as exc:
                 click.echo(f"evesnap agent: ignoring invalid {config_path}: {exc}", err=True)
+                pending = False
             else:
                 with lock:  # local requests queue behind the reconcile, and it behind them
                     session.orchestrator.wiring.resolver.base_dir = base_dir
-                    session.orchestrator.reconcile(device)
-                    reports = session.orchestrator.reports(for_controller=True)  # clones are the device's own
-                    data = status_json(session.orchestrator, reports, sizes=False)
-                    atomic_write(reports_path, _json_bytes(data))
+                    failures = _agent_pass(session, device, reports_path)
                     if service is not None:
                         service.note_app_states()
+                pending = bool(failures)
+                for line in sorted(set(failures) - said):
+                    click.echo(f"evesnap agent: {one_line(line)}", err=True)
+                if said and not failures:
+                    click.echo("evesnap agent: state and reports written again", err=True)
+                said = set(failures)
         if policy_tick is not None:
             with lock:
                 if policy_tick():
                     data = status_json(
                         session.orchestrator, session.orchestrator.reports(for_controller=True), sizes=False
                     )
-                    atomic_write(reports_path, _json_bytes(data))
+                    try:
+                        atomic_write(reports_path, _json_bytes(data))
+                    except (EvesnapError, OSError) as exc:
+                        pending = True
+                        click.echo(f"evesnap agent: cannot write the reports: {exc}", err=True)
         deadline = time.monotonic() + interval
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -191,6 +203,27 @@ def agent(
     name = signal.Signals(stopping.signum or signal.SIGTERM).name
     click.echo(f"evesnap agent: stopped by {name}", err=True)
     raise SystemExit(stopping.exit_code)
+
+
+def _agent_pass(session: Any, device: DeviceConfig, reports_path: Path) -> list[str]:
+    """One reconcile and its reports; what could not be written, one line each.
+
+    A full disk (or any OSError on the store) never ends the agent: the apps
+    are reconciled as far as they can be, the reports are written when there is
+    room, and the caller runs the pass again at its next interval."""
+    orchestrator = session.orchestrator
+    try:
+        orchestrator.reconcile(device)
+        failures = list(orchestrator.problems)
+    except (EvesnapError, OSError) as exc:  # reconcile guards its own steps; this is the last net
+        failures = [f"reconcile failed: {exc}"]
+    reports = orchestrator.reports(for_controller=True)  # clones are the device's own
+    data = status_json(orchestrator, reports, sizes=False)
+    try:
+        atomic_write(reports_path, _json_bytes(data))
+    except (EvesnapError, OSError) as exc:
+        failures.append(f"cannot write the reports to {reports_path}: {exc}")
+    return failures
 
 
 def _serve(persist: Path, session: Any, group: str | None) -> tuple[Any, Any]:

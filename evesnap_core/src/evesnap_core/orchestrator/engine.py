@@ -28,7 +28,7 @@ from typing import Any
 from uuid import UUID
 
 from evesnap_core.discovery import Registry
-from evesnap_core.errors import ConfigError, EvesnapError
+from evesnap_core.errors import ConfigError, EvesnapError, NoSpace
 from evesnap_core.handler_types import ProgressCallback, ReadOnlyExport
 from evesnap_core.model.config import DeviceConfig, SnapshotDesc, SnapshotType
 from evesnap_core.model.info import ZInfoApp, ZInfoVolume
@@ -48,6 +48,13 @@ from evesnap_core.records import AppRecord, Problem, SnapshotOrigin, VolumeRecor
 from evesnap_core.runtimes.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+def one_line_error(exc: BaseException) -> str:
+    """An error as one line: an OSError as its reason and file, never its repr."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 class Orchestrator:
@@ -79,6 +86,9 @@ class Orchestrator:
         self.volumes = self.ledger.volumes
         self.damaged = self.ledger.damaged
         """Stored state that could not be read, reported on its app (and snapshot)."""
+        self.problems: list[str] = []
+        """What the last reconcile could not write (a full disk), one line each: the
+        apps' own failures are on the apps; this says the state is behind."""
         self.volume_keeper = Volumes(self.wiring)
         self.transactions = SnapshotTransactions(self.wiring, self.volume_keeper)
         self.converger = Converger(self.wiring, self.volume_keeper, self.transactions)
@@ -115,8 +125,17 @@ class Orchestrator:
     # ------------------------------------------------------------ reconcile
 
     def reconcile(self, device: DeviceConfig) -> Reports:
-        """Bring the device to `device`; return the reports."""
-        self.ledger.save_device(device)
+        """Bring the device to `device`; return the reports.
+
+        Nothing here raises for one app or one write: a failure is reported on
+        the app (or volume) it hit, and a failure to write state (a full disk:
+        NoSpace, any other OSError) is one line in `problems` and the log, never
+        a traceback; every other app is still reconciled."""
+        self.problems = []
+        try:
+            self.ledger.save_device(device)
+        except (EvesnapError, OSError) as exc:
+            self._device_problem("cannot record the device config", exc)
         for volume in device.volumes:
             self._guard_volume(volume.uuid, partial(self.volume_keeper.ensure_config_volume, volume))
         wanted = {app.uuid for app in device.apps}
@@ -127,29 +146,48 @@ class Orchestrator:
         for gone in [u for u, r in self.apps.items() if u not in wanted and r.origin != "clone"]:
             record = self.apps[gone]
             self._guard_app(record, partial(self.converger.remove_app, record))
-        self.volume_keeper.release_unused()
+        try:
+            self.volume_keeper.release_unused()
+        except (EvesnapError, OSError) as exc:
+            self._device_problem("cannot release unused volumes", exc)
         return self.reports()
+
+    def _device_problem(self, what: str, exc: BaseException) -> None:
+        text = f"{what}: {one_line_error(exc)}"
+        log.warning("%s", text)
+        self.problems.append(text)
 
     def _guard_app(self, record: AppRecord, step: Callable[[], None]) -> None:
         try:
             step()
-        except EvesnapError as exc:
-            log.warning("app %s: %s", record.uuid, exc)
-            record.problems.append(Problem(description=str(exc), time=self.clock()))
-            self.ledger.save_app(record)
+        except (EvesnapError, OSError) as exc:  # OSError: the store, e.g. a folder made read-only
+            text = one_line_error(exc)
+            log.warning("app %s: %s", record.uuid, text)
+            if isinstance(exc, NoSpace | OSError):
+                self.problems.append(f"app {record.name or record.uuid}: {text}")
+            record.problems.append(Problem(description=text, time=self.clock()))
+            self._save_reported(record)
         except Exception as exc:  # one app's bad data never takes the agent down
             log.exception("app %s: unexpected failure", record.uuid)
             record.problems.append(
                 Problem(description=f"internal error: {type(exc).__name__}: {exc}", time=self.clock())
             )
-            self.ledger.save_app(record)
+            self._save_reported(record)
 
-    @staticmethod
-    def _guard_volume(volume_uuid: UUID, step: Callable[[], None]) -> None:
+    def _save_reported(self, record: AppRecord) -> None:
+        """Write the app's problem through; on a full disk it stays in memory, reported."""
+        try:
+            self.ledger.save_app(record)
+        except (EvesnapError, OSError) as exc:
+            self._device_problem(f"app {record.name or record.uuid}: cannot record its state", exc)
+
+    def _guard_volume(self, volume_uuid: UUID, step: Callable[[], None]) -> None:
         try:
             step()
-        except EvesnapError as exc:
-            log.warning("volume %s: %s", volume_uuid, exc)
+        except (EvesnapError, OSError) as exc:
+            log.warning("volume %s: %s", volume_uuid, one_line_error(exc))
+            if isinstance(exc, NoSpace | OSError):
+                self.problems.append(f"volume {volume_uuid}: {one_line_error(exc)}")
 
     # ------------------------------------------------------------ the operator's commands
 

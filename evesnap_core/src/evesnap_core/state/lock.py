@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -45,8 +46,10 @@ def writer_lock(persist: Path) -> int:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
         raise LockHeld(str(persist), int(holder) if holder.isdigit() else None) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    pid = f"{os.getpid()}\n".encode()
+    with contextlib.suppress(OSError):  # the pid is for people: a full disk must not stop the writer
+        os.pwrite(fd, pid, 0)  # over the old pid's bytes first: no new block needed
+        os.ftruncate(fd, len(pid))
     return fd
 
 

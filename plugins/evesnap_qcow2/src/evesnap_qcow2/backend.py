@@ -342,14 +342,28 @@ class Qcow2Backend:
                 made.extend(attached)
                 crashpoint("qcow2.snapshot.live_done")
             for volume, tag in offline:
-                qemu_img.snapshot("-c", images[volume.key], tag)
+                try:
+                    qemu_img.snapshot("-c", images[volume.key], tag)
+                except EvesnapError:
+                    self._give_back(images[volume.key])  # a full disk can cut it short: no leak left
+                    raise
                 made.append((volume, tag))
                 crashpoint("qcow2.snapshot.tag_made")
         except BaseException:
             for volume, tag in reversed(made):
                 with contextlib.suppress(EvesnapError):
                     self._delete_tag(volume, images[volume.key], tag)
+                if volume.attachment is None:
+                    self._give_back(images[volume.key])
             raise
+
+    def _give_back(self, image: Path) -> None:
+        """Reclaim clusters a failed qemu-img write left allocated (best effort: a
+        leak wastes space, it never harms data)."""
+        try:
+            qemu_img.repair_leaks(image)
+        except EvesnapError as exc:
+            self.log.warning("%s: leaked clusters not reclaimed: %s", image.name, exc)
 
     def _delete_tag(self, volume: VolumeHandle, image: Path, tag: str) -> None:
         if volume.attachment is not None:
