@@ -503,3 +503,76 @@ def test_a_snapshot_cut_short_by_a_full_disk_leaves_no_leaked_cluster(small_fs: 
         filler.unlink()
         backend.destroy_volume(handle)
     assert "NoSpace" in tried.values(), tried
+
+
+# ---------------------------------------------------------------- ownership
+
+HOSTILE_USER = "evesnap-hostile"
+
+
+@pytest.fixture
+def other_uid() -> Iterator[int]:
+    """A second local user (made with useradd, removed after), or skip when not root."""
+    import pwd
+    import shutil
+
+    if os.geteuid() != 0:
+        pytest.skip("changing a folder's owner needs root")
+    made = False
+    try:
+        uid = pwd.getpwnam(HOSTILE_USER).pw_uid
+    except KeyError:
+        if shutil.which("useradd") is None:
+            pytest.skip("useradd is not installed")
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/false", HOSTILE_USER], check=True)
+        made = True
+        uid = pwd.getpwnam(HOSTILE_USER).pw_uid
+    try:
+        yield uid
+    finally:
+        if made:
+            subprocess.run(["userdel", HOSTILE_USER], check=False)
+
+
+def test_a_persist_folder_owned_by_another_user_is_refused(cli: Cli, other_uid: int) -> None:
+    persist = cli.root / "persist"
+    persist.mkdir(mode=0o700)
+    precious = cli.root / "root-only.txt"
+    precious.write_text("root's\n")
+    precious.chmod(0o600)
+    os.chown(persist, other_uid, -1)
+    (persist / "evesnap.lock").symlink_to(precious)  # what that user would plant
+    os.lchown(persist / "evesnap.lock", other_uid, -1)
+    for args in (["status"], ["snapshot", "list", APP_A]):
+        out = run(cli, *args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert out.stderr.count("\n") == 1 and str(persist) in out.stderr and HOSTILE_USER in out.stderr
+    out = apply(cli, two_apps([], []))
+    assert out.returncode == 2 and "owned by" in out.stderr, out.stderr
+    assert precious.read_text() == "root's\n"
+
+
+def test_a_persist_folder_under_a_folder_others_can_write_is_refused_unless_sticky(cli: Cli) -> None:
+    shared = cli.root / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    persist = shared / "persist"
+    cli.env["EVESNAP_PERSIST"] = str(persist)
+    out = apply(cli, two_apps([], []))
+    assert out.returncode == 2 and f"{shared}, above {persist}" in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1
+    shared.chmod(0o1777)  # sticky, as /tmp: nobody can rename another's folder away
+    out = apply(cli, two_apps([], []))
+    assert out.returncode == 0, out.stderr
+
+
+def test_a_runtime_folder_others_can_write_or_another_user_owns_is_refused(cli: Cli, other_uid: int) -> None:
+    cli.run_dir.chmod(0o777)
+    out = apply(cli, two_apps([], []))
+    assert out.returncode == 2 and str(cli.run_dir) in out.stderr and "EVESNAP_RUNTIME_DIR" in out.stderr
+    cli.run_dir.chmod(0o700)
+    os.chown(cli.run_dir, other_uid, -1)
+    out = apply(cli, two_apps([], []))
+    assert out.returncode == 2 and "owned by" in out.stderr, out.stderr
+    os.chown(cli.run_dir, 0, -1)
+    assert apply(cli, two_apps([], [])).returncode == 0

@@ -14,8 +14,8 @@ from evesnap_core.orchestrator.content import ContentResolver
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.process import set_owner, wait_for_orphans
 from evesnap_core.runtimes.loader import load_runtime
-from evesnap_core.settings import default_runtime_dir, default_volume_format
-from evesnap_core.state.lock import check_persist, writer_lock
+from evesnap_core.settings import RUNTIME_DIR_ENV, default_runtime_dir, default_volume_format
+from evesnap_core.state.lock import check_folder, check_persist, writer_lock
 from evesnap_core.state.persist_store import PersistStore
 
 hosted: Session | None = None
@@ -61,6 +61,9 @@ def open_session(
     confine(persist, default_runtime_dir())
     ensure_dir(persist)
     check_persist(persist)
+    runtime_dir = default_runtime_dir()
+    if runtime_dir.exists():  # made (and checked) by whoever needs it first otherwise
+        check_folder(runtime_dir, RUNTIME_DIR_ENV)
     tag = set_owner(persist)  # every child is marked as this process's
     if write:
         writer_lock(persist)

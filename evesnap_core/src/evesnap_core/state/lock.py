@@ -1,10 +1,12 @@
-"""One writer per persist folder, and a persist folder only its owner can write."""
+"""One writer per persist folder, and persist and runtime folders only their owner can change."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import pwd
+import stat
 from pathlib import Path
 
 from evesnap_core.durable import kind_of, open_regular
@@ -14,13 +16,46 @@ LOCK_FILE = "evesnap.lock"
 
 
 def check_persist(persist: Path) -> None:
-    """Refuse a persist folder others could write: they could plant state or volumes."""
-    mode = persist.stat().st_mode & 0o777
+    """Refuse a persist folder another user could change: they could plant state,
+    volumes or links (a link in place of the lock file would make root overwrite
+    any file with its pid). See `check_folder`."""
+    check_folder(persist, "--persist")
+
+
+def check_folder(folder: Path, setting: str) -> None:
+    """Refuse `folder` (ConfigError naming `setting` and the path, one line) unless
+    it is owned by the user evesnap runs as, not writable by group or others, and
+    no folder above it up to ``/`` is writable by others without being sticky
+    (as ``/tmp`` is): anyone could otherwise rename it away and put their own."""
+    info = folder.stat()
+    mode = info.st_mode & 0o777
     if mode & 0o022:
         raise ConfigError(
-            "--persist",
-            f"{persist} is writable by group or others (mode {mode:04o}); run: chmod 700 {persist}",
+            setting,
+            f"{folder} is writable by group or others (mode {mode:04o}); run: chmod 700 {folder}",
         )
+    euid = os.geteuid()
+    if info.st_uid != euid:
+        raise ConfigError(
+            setting,
+            f"{folder} is owned by {_user(info.st_uid)}, not by {_user(euid)} that evesnap runs as; "
+            f"run: chown {euid} {folder}",
+        )
+    for parent in Path(os.path.realpath(folder)).parents:
+        pinfo = parent.stat()
+        if pinfo.st_mode & stat.S_IWOTH and not pinfo.st_mode & stat.S_ISVTX:
+            raise ConfigError(
+                setting,
+                f"{parent}, above {folder}, is writable by others and not sticky "
+                f"(mode {pinfo.st_mode & 0o7777:04o}); run: chmod o-w {parent}",
+            )
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def writer_lock(persist: Path) -> int:
