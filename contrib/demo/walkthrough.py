@@ -45,7 +45,10 @@ class Walkthrough:
         self.step_no = 0
         self.started = time.monotonic()
         self.env = dict(
-            os.environ, EVESNAP_PERSIST=str(workdir / "persist"), EVESNAP_RUNTIME_DIR=str(workdir / "run")
+            os.environ,
+            EVESNAP_PERSIST=str(workdir / "persist"),
+            EVESNAP_RUNTIME_DIR=str(workdir / "run"),
+            EVESNAP_CONTENT_ROOTS=f"{HERE}:{workdir}",  # the shipped image, and its v2 in the workdir
         )
         self.images = [HERE / "os-image.qcow2", workdir / "os-image-v2.qcow2"]
 

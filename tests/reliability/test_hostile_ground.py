@@ -34,6 +34,7 @@ VOL_A = "6ba7b814-9dad-41d1-80b4-00c04fd430c8"
 VOL_B = "7ba7b814-9dad-41d1-80b4-00c04fd430c8"
 SNAP_A, SNAP_B = "1a7b8100-9dad-41d1-80b4-00c04fd430c8", "1b7b8100-9dad-41d1-80b4-00c04fd430c8"
 SNAP_A2, SNAP_B2 = "2a7b8100-9dad-41d1-80b4-00c04fd430c8", "2b7b8100-9dad-41d1-80b4-00c04fd430c8"
+TREE = "8ba7b816-9dad-41d1-80b4-00c04fd430c8"
 TIMEOUT = 60
 
 
@@ -576,3 +577,63 @@ def test_a_runtime_folder_others_can_write_or_another_user_owns_is_refused(cli: 
     assert out.returncode == 2 and "owned by" in out.stderr, out.stderr
     os.chown(cli.run_dir, 0, -1)
     assert apply(cli, two_apps([], [])).returncode == 0
+
+
+# ---------------------------------------------------------------- volumes and content boundaries
+
+
+def with_version(data: dict[str, Any], version: str) -> dict[str, Any]:
+    for app in data["apps"]:
+        app["uuidandversion"]["version"] = version
+    return data
+
+
+@pytest.mark.parametrize("reference", ["backing_file", "data_file"])
+def test_a_volume_naming_a_file_outside_the_persist_folder_is_refused_before_the_app_starts(
+    cli: Cli, reference: str
+) -> None:
+    first = apply(cli, two_apps([], []))
+    assert first.returncode == 0, first.stderr
+    secret = cli.root / "host-secret.raw"
+    secret.write_bytes(b"S" * MIB)
+    (image,) = (cli.root / "persist" / "vault" / "volumes").glob(f"{VOL_A}*.qcow2")
+    image.unlink()
+    opts = (
+        ["-b", str(secret), "-F", "raw"]
+        if reference == "backing_file"
+        else ["-o", f"data_file={secret},data_file_raw=on"]
+    )
+    create = ["qemu-img", "create", "-q", "-f", "qcow2", *opts, str(image), "1M"]
+    subprocess.run(create, check=True, timeout=30)
+    before = secret.read_bytes()  # (creating a data-file image rewrites that file)
+
+    out = apply(cli, with_version(two_apps([], []), "2"))  # an update: each app is stopped and started
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 1, out.stderr
+    apps = reports(out)
+    assert "outside the persist folder" in errors(apps[APP_A]) and str(secret) in errors(apps[APP_A])
+    assert apps[APP_A]["state"] == "ERROR" and apps[APP_B]["state"] != "ERROR", apps
+    assert errors(apps[APP_B]) == ""
+    assert secret.read_bytes() == before
+
+
+@pytest.mark.parametrize("url", ["file:///etc/shadow", "/etc/shadow", "../../../../../../../../etc/shadow"])
+def test_a_content_url_outside_the_content_roots_is_refused(cli: Cli, url: str) -> None:
+    data = two_apps([], [])
+    data["volumes"][0]["origin"] = {"type": "VCOT_DOWNLOAD", "downloadContentTreeID": TREE}
+    data["contentInfo"] = [{"uuid": TREE, "URL": url, "iformat": "RAW"}]
+    out = apply(cli, data)
+    assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)  # reported, the rest applied
+    assert "Traceback" not in out.stderr, out.stderr
+    said = out.stdout + out.stderr
+    assert "contentInfo[0].URL" in said and ("content roots" in said or "climb out" in said), said
+    assert not list((cli.root / "persist").rglob(f"{VOL_A}*")), "a volume was made from it"
+    assert reports(out)[APP_B]["state"] != "ERROR"
+    # the same file inside a configured content root is taken
+    shadow_like = cli.root / "content" / "os.raw"
+    shadow_like.parent.mkdir()
+    shadow_like.write_bytes(b"\x11" * MIB)
+    data["contentInfo"] = [{"uuid": TREE, "URL": shadow_like.as_uri(), "iformat": "RAW"}]
+    cli.env["EVESNAP_CONTENT_ROOTS"] = str(shadow_like.parent)
+    out = apply(cli, data)
+    assert out.returncode == 0, out.stderr

@@ -41,7 +41,7 @@ def test_download_volume_is_purgeable_and_blank_is_not(tmp_path: Path) -> None:
     image = tmp_path / "os.qcow2"
     image.write_bytes(b"x")
     cfg = config(file_url(image))
-    resolver = ContentResolver()
+    resolver = ContentResolver(base_dir=tmp_path)
     os_spec = resolver.volume_spec(cfg, cfg.volumes[0])
     data_spec = resolver.volume_spec(cfg, cfg.volumes[1])
     assert os_spec.purgeable and os_spec.format == "qcow2" and os_spec.generation == 3
@@ -64,10 +64,10 @@ def test_sha256_is_verified(tmp_path: Path) -> None:
     image.write_bytes(b"content")
     good = hashlib.sha256(b"content").hexdigest()
     cfg = config(str(image), sha256=good)
-    assert ContentResolver().source(cfg, cfg.volumes[0]) is not None
+    assert ContentResolver(base_dir=tmp_path).source(cfg, cfg.volumes[0]) is not None
     bad = config(str(image), sha256="0" * 64)
     with pytest.raises(ConfigError, match=r"^contentInfo\[0\]\.sha256: .* has sha256 " + good):
-        ContentResolver().source(bad, bad.volumes[0])
+        ContentResolver(base_dir=tmp_path).source(bad, bad.volumes[0])
 
 
 @pytest.mark.parametrize(
@@ -85,3 +85,35 @@ def test_bad_content_is_refused_naming_the_field(url: str, iformat: str, field: 
     with pytest.raises(ConfigError) as info:
         ContentResolver().source(cfg, cfg.volumes[0])
     assert info.value.path == field and message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc/shadow", "/etc/shadow", "file:///tmp/../etc/shadow", "../../../../../../etc/shadow"],
+)
+def test_content_outside_the_content_roots_is_refused(url: str, tmp_path: Path) -> None:
+    cfg = config(url, iformat="RAW")
+    with pytest.raises(ConfigError) as info:
+        ContentResolver(base_dir=tmp_path).source(cfg, cfg.volumes[0])
+    assert info.value.path == "contentInfo[0].URL"
+    assert "outside the content roots" in str(info.value) or "may not climb out" in str(info.value)
+
+
+def test_a_link_out_of_the_content_root_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "os.raw").symlink_to("/etc/shadow")
+    cfg = config("os.raw", iformat="RAW")
+    with pytest.raises(ConfigError, match="outside the content roots"):
+        ContentResolver(base_dir=tmp_path).source(cfg, cfg.volumes[0])
+
+
+def test_configured_content_roots_allow_only_themselves(tmp_path: Path) -> None:
+    store = tmp_path / "downloads"
+    store.mkdir()
+    (store / "os.raw").write_bytes(b"raw")
+    (tmp_path / "beside.raw").write_bytes(b"raw")
+    resolver = ContentResolver(base_dir=tmp_path, roots=(store,))
+    cfg = config(file_url(store / "os.raw"), iformat="RAW")
+    assert resolver.source(cfg, cfg.volumes[0]) is not None
+    beside = config("beside.raw", iformat="RAW")  # beside the config: not a root any more
+    with pytest.raises(ConfigError, match="outside the content roots"):
+        resolver.source(beside, beside.volumes[0])

@@ -14,7 +14,12 @@ from evesnap_core.orchestrator.content import ContentResolver
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.process import set_owner, wait_for_orphans
 from evesnap_core.runtimes.loader import load_runtime
-from evesnap_core.settings import RUNTIME_DIR_ENV, default_runtime_dir, default_volume_format
+from evesnap_core.settings import (
+    RUNTIME_DIR_ENV,
+    content_roots,
+    default_runtime_dir,
+    default_volume_format,
+)
 from evesnap_core.state.lock import check_folder, check_persist, writer_lock
 from evesnap_core.state.persist_store import PersistStore
 
@@ -73,7 +78,9 @@ def open_session(
     orchestrator = Orchestrator(
         registry,
         load_runtime(runtime, persist),
-        ContentResolver(base_dir=base_dir or Path.cwd(), default_format=default_volume_format()),
+        ContentResolver(
+            base_dir=base_dir or Path.cwd(), default_format=default_volume_format(), roots=content_roots()
+        ),
         store=store,
         progress=progress,
         recover=write,

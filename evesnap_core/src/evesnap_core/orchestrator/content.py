@@ -12,6 +12,7 @@ does not download. A given sha256 is verified before the file is used.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -19,6 +20,7 @@ from urllib.parse import unquote, urlparse
 from evesnap_core.errors import ConfigError
 from evesnap_core.handler_types import ContentSource, VolumeSpec
 from evesnap_core.model.config import ContentTree, DeviceConfig, Format, Volume, VolumeContentOriginType
+from evesnap_core.settings import CONTENT_ROOTS_ENV
 
 FORMATS = {Format.QCOW2: "qcow2", Format.RAW: "raw"}
 
@@ -31,6 +33,10 @@ class ContentResolver:
     """Where relative paths in URLs are resolved from (the config file's folder)."""
     default_format: str = "qcow2"
     """Format of blank volumes."""
+    roots: tuple[Path, ...] | None = None
+    """The folders content files may come from (``EVESNAP_CONTENT_ROOTS``); None:
+    `base_dir` (the config file's folder) and below. A content file anywhere else
+    (``file:///etc/shadow``, ``../../etc/shadow``, a link out) is refused."""
     _verified: dict[tuple[str, int, int], str] = field(default_factory=dict)
 
     def volume_spec(self, config: DeviceConfig, volume: Volume, generation: int | None = None) -> VolumeSpec:
@@ -103,13 +109,24 @@ class ContentResolver:
             raise ConfigError(where, "NUL byte in path")
         path = Path(raw)
         if not path.is_absolute():
+            if ".." in path.parts:
+                raise ConfigError(where, f"a relative content path may not climb out of its folder: {raw!r}")
             path = self.base_dir / path
         try:
             if not path.is_file():
                 raise ConfigError(where, f"content file {path} does not exist")
-            return path.resolve()
+            resolved = path.resolve()
         except OSError as exc:  # a name over 255 bytes, a loop of links: a bad URL, not a crash
             raise ConfigError(where, f"content file {path} cannot be used ({exc.strerror})") from None
+        roots = [Path(os.path.realpath(r)) for r in (self.roots or (self.base_dir,))]
+        if not any(resolved == r or r in resolved.parents for r in roots):
+            shown = ":".join(str(r) for r in roots)
+            raise ConfigError(
+                where,
+                f"content file {resolved} is outside the content roots ({shown}); "
+                f"put it there or set {CONTENT_ROOTS_ENV}",
+            )
+        return resolved
 
     def _verify(self, index: int, path: Path, expected: str) -> None:
         stat = path.stat()

@@ -30,6 +30,7 @@ from evesnap_core.crashpoints import crashpoint
 from evesnap_core.errors import EvesnapError, UnknownTarget
 from evesnap_core.handler_types import Capability
 from evesnap_core.model.config import AppInstanceConfig, SnapshotType
+from evesnap_core.orchestrator.boundaries import check_volumes
 from evesnap_core.orchestrator.ledger import volume_keys
 from evesnap_core.orchestrator.snapshot_plan import KnownSnapshot, plan_snapshots
 from evesnap_core.orchestrator.transactions import SnapshotTransactions, fixup_restored_config
@@ -133,7 +134,9 @@ class Converger:
             self.w.ledger.save_app(record)
             crashpoint("converge.deployed")
         if target.activate and not running:
-            runtime.start(self._app_spec(record, target))
+            spec = self._app_spec(record, target)
+            check_volumes(record.name or str(record.uuid), spec.volumes, self.w.persist)
+            runtime.start(spec)
         self.w.ledger.save_app(record)
 
     def remove_app(self, record: AppRecord) -> None:

@@ -28,13 +28,14 @@ from typing import Any
 from uuid import UUID
 
 from evesnap_core.discovery import Registry
-from evesnap_core.errors import ConfigError, EvesnapError, NoSpace
+from evesnap_core.errors import ConfigError, EvesnapError
 from evesnap_core.handler_types import ProgressCallback, ReadOnlyExport
 from evesnap_core.model.config import DeviceConfig, SnapshotDesc, SnapshotType
 from evesnap_core.model.info import ZInfoApp, ZInfoVolume
 from evesnap_core.orchestrator import reports as reading
 from evesnap_core.orchestrator.content import ContentResolver
 from evesnap_core.orchestrator.converge import Converger
+from evesnap_core.orchestrator.guard import Guard
 from evesnap_core.orchestrator.ledger import Ledger
 from evesnap_core.orchestrator.recovery import recover
 from evesnap_core.orchestrator.reports import Reports
@@ -44,17 +45,10 @@ from evesnap_core.orchestrator.transactions import display_name as checked_name
 from evesnap_core.orchestrator.tree import DeleteOutcome, DeleteScope, delete_targets
 from evesnap_core.orchestrator.volumes import Volumes
 from evesnap_core.orchestrator.wiring import Wiring
-from evesnap_core.records import AppRecord, Problem, SnapshotOrigin, VolumeRecord, utcnow
+from evesnap_core.records import AppRecord, SnapshotOrigin, VolumeRecord, utcnow
 from evesnap_core.runtimes.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-def one_line_error(exc: BaseException) -> str:
-    """An error as one line: an OSError as its reason and file, never its repr."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 class Orchestrator:
@@ -79,6 +73,7 @@ class Orchestrator:
             resolver=resolver or ContentResolver(),
             stop_timeout=stop_timeout,
             progress=progress,
+            persist=getattr(store, "persist", None),  # the durable store's folder
         )
         self.registry = registry
         self.store = self.ledger.store
@@ -127,67 +122,24 @@ class Orchestrator:
     def reconcile(self, device: DeviceConfig) -> Reports:
         """Bring the device to `device`; return the reports.
 
-        Nothing here raises for one app or one write: a failure is reported on
-        the app (or volume) it hit, and a failure to write state (a full disk:
-        NoSpace, any other OSError) is one line in `problems` and the log, never
-        a traceback; every other app is still reconciled."""
-        self.problems = []
-        try:
-            self.ledger.save_device(device)
-        except (EvesnapError, OSError) as exc:
-            self._device_problem("cannot record the device config", exc)
+        Nothing here raises for one app or one write (`guard.Guard`): a failure
+        is reported on the app (or volume) it hit, a state write that fails (a
+        full disk) is one line in `problems`; every other app is reconciled."""
+        guard = Guard(self.ledger)
+        guard.device("cannot record the device config", partial(self.ledger.save_device, device))
         for volume in device.volumes:
-            self._guard_volume(volume.uuid, partial(self.volume_keeper.ensure_config_volume, volume))
+            guard.volume(volume.uuid, partial(self.volume_keeper.ensure_config_volume, volume))
         wanted = {app.uuid for app in device.apps}
         for app in device.apps:
             record = self.apps.get(app.uuid) or AppRecord(uuid=app.uuid)
             self.apps[app.uuid] = record
-            self._guard_app(record, partial(self.converger.apply, record, app))
+            guard.app(record, partial(self.converger.apply, record, app))
         for gone in [u for u, r in self.apps.items() if u not in wanted and r.origin != "clone"]:
             record = self.apps[gone]
-            self._guard_app(record, partial(self.converger.remove_app, record))
-        try:
-            self.volume_keeper.release_unused()
-        except (EvesnapError, OSError) as exc:
-            self._device_problem("cannot release unused volumes", exc)
+            guard.app(record, partial(self.converger.remove_app, record))
+        guard.device("cannot release unused volumes", self.volume_keeper.release_unused)
+        self.problems = guard.problems
         return self.reports()
-
-    def _device_problem(self, what: str, exc: BaseException) -> None:
-        text = f"{what}: {one_line_error(exc)}"
-        log.warning("%s", text)
-        self.problems.append(text)
-
-    def _guard_app(self, record: AppRecord, step: Callable[[], None]) -> None:
-        try:
-            step()
-        except (EvesnapError, OSError) as exc:  # OSError: the store, e.g. a folder made read-only
-            text = one_line_error(exc)
-            log.warning("app %s: %s", record.uuid, text)
-            if isinstance(exc, NoSpace | OSError):
-                self.problems.append(f"app {record.name or record.uuid}: {text}")
-            record.problems.append(Problem(description=text, time=self.clock()))
-            self._save_reported(record)
-        except Exception as exc:  # one app's bad data never takes the agent down
-            log.exception("app %s: unexpected failure", record.uuid)
-            record.problems.append(
-                Problem(description=f"internal error: {type(exc).__name__}: {exc}", time=self.clock())
-            )
-            self._save_reported(record)
-
-    def _save_reported(self, record: AppRecord) -> None:
-        """Write the app's problem through; on a full disk it stays in memory, reported."""
-        try:
-            self.ledger.save_app(record)
-        except (EvesnapError, OSError) as exc:
-            self._device_problem(f"app {record.name or record.uuid}: cannot record its state", exc)
-
-    def _guard_volume(self, volume_uuid: UUID, step: Callable[[], None]) -> None:
-        try:
-            step()
-        except (EvesnapError, OSError) as exc:
-            log.warning("volume %s: %s", volume_uuid, one_line_error(exc))
-            if isinstance(exc, NoSpace | OSError):
-                self.problems.append(f"volume {volume_uuid}: {one_line_error(exc)}")
 
     # ------------------------------------------------------------ the operator's commands
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from evesnap_core.backend import Backend
 from evesnap_core.discovery import Registry
@@ -27,6 +28,8 @@ class Wiring:
     stop_timeout: float
     progress: ProgressCallback | None
     """Told about long copies (building a volume, a whole-volume snapshot)."""
+    persist: Path | None = None
+    """The persist folder, which no volume may reach out of (`boundaries`)."""
 
     def backend_of(self, handle: VolumeHandle) -> Backend:
         """The backend that made `handle` (the one it names)."""

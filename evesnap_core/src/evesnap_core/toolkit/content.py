@@ -37,6 +37,7 @@ EXT_END = 0x00000000
 EXT_DATA_FILE = 0x44415441
 EXT_ENCRYPTION = 0x0537BE77
 INCOMPAT_DATA_FILE = 1 << 2
+ENCRYPTION = "encryption (a key held elsewhere)"
 REFERENCE_KEYS = ("backing-filename", "full-backing-filename", "backing-filename-format", "data-file")
 
 
@@ -63,19 +64,26 @@ def image_opts(path: Path, fmt: str) -> str:
 def qcow2_references(path: Path) -> list[str]:
     """What a qcow2 file names besides itself, read from its header (never by
     qemu): ``backing file X``, ``external data file Y``, ``encryption``."""
+    return [kind if name is None else f"{kind} {name!r}" for kind, name in qcow2_named_files(path)]
+
+
+def qcow2_named_files(path: Path) -> list[tuple[str, str | None]]:
+    """`qcow2_references` as (what, file name): ``("backing file", name)``,
+    ``("external data file", name)`` (name ``(named at run time)`` when the
+    header does not say), ``("encryption (a key held elsewhere)", None)``."""
     with open(path, "rb") as f:
         head = f.read(104)
         if len(head) < 72 or head[:4] != QCOW2_MAGIC:
             raise FormatError(f"content image {path} is not a valid qcow2 image (no qcow2 header)")
         version, backing_offset, backing_size, cluster_bits = struct.unpack(">IQII", head[4:24])
         crypt = struct.unpack(">I", head[32:36])[0]
-        found: list[str] = []
+        found: list[tuple[str, str | None]] = []
         if backing_offset:
             f.seek(backing_offset)
             name = f.read(min(backing_size, 1023)).decode("utf-8", "replace")
-            found.append(f"backing file {name!r}")
+            found.append(("backing file", name))
         if crypt:
-            found.append("encryption (a key held elsewhere)")
+            found.append((ENCRYPTION, None))
         if version < 3 or len(head) < 104:
             return found
         incompatible = struct.unpack(">Q", head[72:80])[0]
@@ -91,11 +99,11 @@ def qcow2_references(path: Path) -> list[str]:
             break
         if kind == EXT_DATA_FILE:
             data_file = area[pos + 8 : pos + 8 + length].decode("utf-8", "replace")
-        if kind == EXT_ENCRYPTION and "encryption (a key held elsewhere)" not in found:
-            found.append("encryption (a key held elsewhere)")
+        if kind == EXT_ENCRYPTION and (ENCRYPTION, None) not in found:
+            found.append((ENCRYPTION, None))
         pos += 8 + ((length + 7) & ~7)
     if incompatible & INCOMPAT_DATA_FILE or data_file:
-        found.append(f"external data file {data_file or '(named at run time)'!r}")
+        found.append(("external data file", data_file or "(named at run time)"))
     return found
 
 
