@@ -637,3 +637,35 @@ def test_a_content_url_outside_the_content_roots_is_refused(cli: Cli, url: str) 
     cli.env["EVESNAP_CONTENT_ROOTS"] = str(shadow_like.parent)
     out = apply(cli, data)
     assert out.returncode == 0, out.stderr
+
+
+# ---------------------------------------------------------------- free text
+
+
+HOSTILE_NAMES = {
+    "newline": "two\nlines",
+    "control character": "bell\x07",
+    "RTL mark": "gnp.\u200fexe",
+    "over 256 characters": "n" * 257,
+}
+
+
+def test_hostile_free_text_is_refused_before_any_work(cli: Cli) -> None:
+    first = apply(cli, two_apps([SNAP_A], [SNAP_B]))
+    assert first.returncode == 0, first.stderr
+    persist = cli.root / "persist"
+    before = sorted(str(p.relative_to(persist)) for p in persist.rglob("*") if "lock" not in p.name)
+    for what, name in HOSTILE_NAMES.items():
+        for args, field in (
+            (["clone", "app", APP_B, SNAP_B, "--name", name], "--name"),
+            (["snapshot", "create", APP_B, "--name", name], "--name"),
+            (["snapshot", "rename", APP_B, SNAP_B, name], "NAME"),
+        ):
+            out = run(cli, *args)
+            assert out.returncode == 2, (what, args[:2], out.returncode, out.stderr)
+            assert out.stderr.count("\n") == 1 and field in out.stderr, (what, out.stderr)
+            assert "Traceback" not in out.stderr
+    after = sorted(str(p.relative_to(persist)) for p in persist.rglob("*") if "lock" not in p.name)
+    assert after == before, "a refused name left something behind"
+    ok = run(cli, "clone", "app", APP_B, SNAP_B, "--name", "a fine name \u00e9")
+    assert ok.returncode == 0, ok.stderr

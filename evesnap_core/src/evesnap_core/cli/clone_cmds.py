@@ -12,6 +12,7 @@ from evesnap_core.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
     app_or_fail,
+    free_text_option,
     session_or_fail,
     snapshot_id_or_fail,
 )
@@ -27,7 +28,7 @@ def clone() -> None:
 @clone.command("app")
 @click.argument("app")
 @click.argument("snapshot_id")
-@click.option("--name", required=True, help="The clone's display name.")
+@click.option("--name", required=True, callback=free_text_option, help="The clone's display name.")
 @click.option("--no-start", is_flag=True, help="Create it stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_obj

@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_INVALID",
     "EXIT_LOCKED",
     "app_or_fail",
+    "free_text_option",
     "session_or_fail",
     "snapshot_id_or_fail",
 ]
@@ -78,4 +79,19 @@ def snapshot_id_or_fail(value: str, field: str) -> str:
         return str(UUID(value))
     except ValueError:
         fail(f"{field}: not a snapshot UUID: {value!r}", "run 'evesnap snapshot list APP'", EXIT_INVALID)
+        raise
+
+
+def free_text_option(ctx: Any, param: Any, value: str | None) -> str | None:
+    """A click callback for an operator's free text (``--name``, NAME): checked
+    before anything opens or changes (`validation.free_text`); exit 2 naming it."""
+    if value is None or value == "":
+        return value
+    from evesnap_core.model.validation import free_text
+
+    label = next((o for o in getattr(param, "opts", []) if o.startswith("--")), None) or param.name.upper()
+    try:
+        return free_text(value, label)
+    except ConfigError as exc:
+        fail(str(exc), "a display name is one printable line of at most 256 characters", EXIT_INVALID)
         raise

@@ -12,6 +12,7 @@ from evesnap_core.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
     app_or_fail,
+    free_text_option,
     session_or_fail,
     snapshot_id_or_fail,
 )
@@ -28,7 +29,9 @@ def snapshot() -> None:
 @snapshot.command("create")
 @click.argument("app")
 @click.option("--id", "snapshot_id", default=None, help="Snapshot UUID (default: a new one).")
-@click.option("--name", "display_name", default="", help="A display name (the id stays).")
+@click.option(
+    "--name", "display_name", default="", callback=free_text_option, help="A display name (the id stays)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_obj
 def snapshot_create(obj: Any, app: str, snapshot_id: str | None, display_name: str, as_json: bool) -> None:
@@ -174,7 +177,7 @@ def snapshot_describe(obj: Any, app: str, snapshot_id: str) -> None:
 @snapshot.command("rename")
 @click.argument("app")
 @click.argument("snapshot_id")
-@click.argument("name")
+@click.argument("name", callback=free_text_option)
 @click.pass_obj
 def snapshot_rename(obj: Any, app: str, snapshot_id: str, name: str) -> None:
     """Give SNAPSHOT_ID a display name NAME (the id, and the controller's view, stay)."""

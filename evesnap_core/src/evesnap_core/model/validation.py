@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -110,3 +111,27 @@ def parse_model(model: type[M], data: Any, prefix: str = "") -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise config_error(exc, prefix) from None
+
+
+MAX_FREE_TEXT = 256
+"""Characters an operator's free-text field (a display name) may hold."""
+
+
+def free_text(value: str, field: str) -> str:
+    """`value` if it is one printable line of at most MAX_FREE_TEXT characters;
+    else ConfigError naming `field` and what is wrong (a newline or another
+    control character breaks the one-line output; a format character, such as
+    the right-to-left mark U+200F, makes a name look like another)."""
+    if len(value) > MAX_FREE_TEXT:
+        raise ConfigError(field, f"longer than {MAX_FREE_TEXT} characters ({len(value)})")
+    for char in value:
+        if char.isprintable():
+            continue
+        code = f"U+{ord(char):04X}"
+        if char in "\n\r":
+            raise ConfigError(field, f"a newline ({code}) is not allowed: one line only")
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            raise ConfigError(field, f"a control character ({code}) is not allowed")
+        name = unicodedata.name(char, "unnamed")
+        raise ConfigError(field, f"an invisible character ({code} {name}) is not allowed")
+    return value

@@ -151,6 +151,8 @@ class Orchestrator:
         display_name: str = "",
     ) -> str:
         """Take an immediate snapshot outside the controller's list (a device-made id)."""
+        if display_name:
+            checked_name(display_name)  # before anything is recorded
         record = self.ledger.app(app)
         desc = SnapshotDesc(
             id=UUID(snapshot_id) if snapshot_id else uuidlib.uuid4(),
@@ -225,8 +227,9 @@ class Orchestrator:
 
     def rename_snapshot(self, app: UUID, snapshot_id: str, name: str) -> None:
         """A display name for people; the id, which the controller knows, stays."""
+        checked_name(name)
         snap = self.ledger.snapshot(self.ledger.app(app), snapshot_id)
-        snap.display_name = checked_name(name)
+        snap.display_name = name
         self.ledger.save_snapshot(snap)
 
     def describe_snapshot(self, app: UUID, snapshot_id: str) -> dict[str, Any]:
@@ -246,6 +249,7 @@ class Orchestrator:
     def clone_app(self, app: UUID, snapshot_id: str, name: str, start: bool = True) -> UUID:
         """A new app from a snapshot: its config under a new UUID, a clone of each
         volume. All or nothing; the device's own (origin clone)."""
+        checked_name(name)  # before a volume is copied
         record = self.ledger.app(app)
         clone = self.transactions.clone_app(
             record, self.ledger.snapshot(record, snapshot_id, available=True), name, start

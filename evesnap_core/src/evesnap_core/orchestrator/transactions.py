@@ -39,6 +39,7 @@ from evesnap_core.model.config import (
     UUIDandVersion,
     VolumeRef,
 )
+from evesnap_core.model.validation import free_text
 from evesnap_core.orchestrator.ledger import Intent, volume_keys
 from evesnap_core.orchestrator.volumes import Volumes
 from evesnap_core.orchestrator.wiring import Wiring
@@ -69,11 +70,10 @@ def fixup_restored_config(
     return data
 
 
-def display_name(name: str) -> str:
-    """A display name is for people: one printable line, at most 256 characters."""
-    if len(name) > 256 or not all(c.isprintable() for c in name):
-        raise ValueError("a display name is one printable line of at most 256 characters")
-    return name
+def display_name(name: str, field: str = "name") -> str:
+    """A display name is for people: one printable line, at most 256 characters
+    (ConfigError, a ValueError, naming what is wrong: `validation.free_text`)."""
+    return free_text(name, field)
 
 
 class SnapshotTransactions:
