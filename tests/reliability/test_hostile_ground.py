@@ -669,3 +669,47 @@ def test_hostile_free_text_is_refused_before_any_work(cli: Cli) -> None:
     assert after == before, "a refused name left something behind"
     ok = run(cli, "clone", "app", APP_B, SNAP_B, "--name", "a fine name \u00e9")
     assert ok.returncode == 0, ok.stderr
+
+
+# ---------------------------------------------------------------- the agent's config, by content
+
+
+def test_the_agent_sees_a_config_replaced_with_the_same_size_and_mtime(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "device.json"
+    config.write_text(json.dumps(with_version(two_apps([], []), "1")))
+    stamp = config.stat()
+    report_file = tmp_path / "reports.json"
+    log = (tmp_path / "agent.log").open("w")
+    agent = subprocess.Popen(
+        [EVESNAP, "agent", "--config", str(config), "--reports", str(report_file), *AGENT_ARGS],
+        env=cli.env,
+        stderr=log,
+        text=True,
+    )
+    try:
+
+        def wait_version(version: str) -> None:
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                assert agent.poll() is None, (tmp_path / "agent.log").read_text()
+                try:
+                    apps = json.loads(report_file.read_text())["apps"]
+                    if apps and all(a.get("appVersion") == version for a in apps):
+                        return
+                except (OSError, ValueError, KeyError):
+                    pass
+                time.sleep(0.1)
+            raise AssertionError(f"never reported version {version}: {(tmp_path / 'agent.log').read_text()}")
+
+        wait_version("1")
+        staged = tmp_path / "staged.json"  # as `cp -p staged device.json` does: same size, same mtime
+        staged.write_text(json.dumps(with_version(two_apps([], []), "2")))
+        os.utime(staged, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        subprocess.run(["cp", "-p", str(staged), str(config)], check=True)
+        after = config.stat()
+        assert (after.st_size, after.st_mtime_ns) == (stamp.st_size, stamp.st_mtime_ns)
+        wait_version("2")  # with --resync 0: only the content told it
+    finally:
+        agent.terminate()
+        agent.wait(timeout=60)
+        log.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import signal
 import time
 from pathlib import Path
@@ -126,8 +127,9 @@ def agent(
     api: bool,
     api_group: str | None,
 ) -> None:
-    """Run until SIGTERM: reconcile whenever CONFIG changes (and every --resync
-    seconds), write the reports.
+    """Run until SIGTERM: reconcile whenever CONFIG changes (its content, by
+    sha256: a copy keeping size and mtime is seen too) and every --resync
+    seconds, write the reports.
 
     On SIGTERM (SIGINT) the step in flight finishes (or stays journalled) and
     the agent exits 143 (130) after one line. An invalid config is reported and
@@ -141,7 +143,7 @@ def agent(
     reports_path = (reports_path or obj.persist / "reports.json").absolute()
     service, server = _serve(obj.persist, session, api_group) if api else (None, None)
     lock = service.lock if service is not None else contextlib.nullcontext()
-    seen: tuple[int, int] | None = None
+    seen: str | None = None  # the sha256 of the config last reconciled
     last = time.monotonic()
     policy_tick = None
     if policy_path is not None:
@@ -153,8 +155,8 @@ def agent(
     pending = False  # the last pass could not write everything (a full disk): run again
     while not stopping:
         try:
-            stat = config_path.stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
+            raw = config_path.read_bytes()
+            stamp: str | None = hashlib.sha256(raw).hexdigest()  # by content: cp -p keeps size and mtime
         except OSError as exc:
             stamp = None
             if not waiting_said:  # once, not every interval
@@ -166,8 +168,8 @@ def agent(
         if stamp is not None and (stamp != seen or due):
             seen, last = stamp, time.monotonic()
             try:
-                device = parse_model(DeviceConfig, config_path.read_bytes())
-            except (OSError, ConfigError) as exc:
+                device = parse_model(DeviceConfig, raw)
+            except ConfigError as exc:
                 click.echo(f"evesnap agent: ignoring invalid {config_path}: {exc}", err=True)
                 pending = False
             else:
