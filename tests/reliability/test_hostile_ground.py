@@ -713,3 +713,38 @@ def test_the_agent_sees_a_config_replaced_with_the_same_size_and_mtime(cli: Cli,
         agent.terminate()
         agent.wait(timeout=60)
         log.close()
+
+
+@pytest.mark.qemu
+def test_with_real_qemu_apps_a_backing_file_outside_is_never_opened(tmp_path: Path) -> None:
+    """The same as above with the qemu runtime: each app a real qemu-system. The
+    bystander's QEMU runs the new version; no QEMU ever has the host file open."""
+    if "qcow2" not in load_backends(tmp_path / "probe").backends:
+        pytest.skip("evesnap-qcow2 is not installed (run scripts/setup)")
+    cli = Cli(tmp_path)  # the default runtime: qemu
+    try:
+        first = apply(cli, two_apps([], []))
+        assert first.returncode == 0, first.stderr
+        secret = cli.root / "host-secret.raw"
+        secret.write_bytes(b"S" * MIB)
+        (image,) = (cli.root / "persist" / "vault" / "volumes").glob(f"{VOL_A}*.qcow2")
+        # replaced under the running QEMU (which keeps the old file open); the update restarts it
+        image.unlink()
+        create = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(secret), "-F", "raw", str(image), "1M"]
+        subprocess.run(create, check=True, timeout=30)
+        out = apply(cli, with_version(two_apps([], []), "2"))
+        assert "Traceback" not in out.stderr, out.stderr
+        apps = reports(out)
+        assert "outside the persist folder" in errors(apps[APP_A]), apps[APP_A]
+        assert apps[APP_B]["state"] == "RUNNING" and errors(apps[APP_B]) == "", apps[APP_B]
+        holders = [fd for fd in Path("/proc").glob("[0-9]*/fd/*") if _points_at(fd, secret)]
+        assert holders == [], holders
+    finally:
+        cli.cleanup()
+
+
+def _points_at(fd: Path, target: Path) -> bool:
+    try:
+        return os.readlink(fd) == str(target)
+    except OSError:
+        return False
