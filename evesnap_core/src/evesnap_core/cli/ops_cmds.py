@@ -141,7 +141,11 @@ def agent(
     base_dir = config_path.resolve().parent
     session = session_or_fail(obj, base_dir=base_dir)
     reports_path = (reports_path or obj.persist / "reports.json").absolute()
-    service, server = _serve(obj.persist, session, api_group) if api else (None, None)
+    try:
+        service, server = _serve(obj.persist, session, api_group) if api else (None, None)
+    except ConfigError as exc:  # a runtime folder another user could change
+        fail(str(exc), "check the runtime folder", EXIT_INVALID)
+        raise
     lock = service.lock if service is not None else contextlib.nullcontext()
     seen: str | None = None  # the sha256 of the config last reconciled
     last = time.monotonic()
@@ -234,9 +238,11 @@ def _serve(persist: Path, session: Any, group: str | None) -> tuple[Any, Any]:
     from evesnap_core.api.server import ApiServer
     from evesnap_core.api.service import Service
     from evesnap_core.durable import ensure_dir
-    from evesnap_core.settings import default_runtime_dir
+    from evesnap_core.settings import RUNTIME_DIR_ENV, default_runtime_dir
+    from evesnap_core.state.lock import check_folder
 
     runtime_dir = ensure_dir(default_runtime_dir())
+    check_folder(runtime_dir, RUNTIME_DIR_ENV)  # the API socket: only its owner may change the folder
     service = Service(persist, session)
     server = ApiServer(service, runtime_dir / SOCKET_NAME, group)
     server.start()

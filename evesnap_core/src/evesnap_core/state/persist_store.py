@@ -108,7 +108,10 @@ class PersistStore:
         confine(persist)  # every write below it: never through a link (durable.confined)
         for folder in (self.snapshots_dir, self.root, self.apps_dir, self.volumes_dir, self.journal_dir):
             # a state folder replaced by a link is refused (UnsafePath), read-only view included
-            ensure_dir(folder) if writable else confined(folder)
+            if writable:
+                ensure_dir(folder)
+            else:
+                confined(folder)
         confined(self.quarantine_dir)
         self.warnings: list[str] = []
         """What loaded with a tolerated difference (an unknown or a missing optional field)."""
