@@ -145,6 +145,14 @@ def snapshot_file(persist: Path) -> Path:
     return persist / "snapshots" / SNAP_A / "snapshotInstanceStatus.json"
 
 
+def volume_file(persist: Path) -> Path:
+    """The victim's volume record (named by a hash of its key)."""
+    import hashlib
+
+    name = hashlib.sha256(f"{VOL_A}#0".encode()).hexdigest()[:32]
+    return persist / "evesnap" / "volumes" / f"{name}.json"
+
+
 def snapshot_folder(persist: Path) -> Path:
     return persist / "snapshots" / SNAP_A
 
@@ -160,6 +168,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], Path], Callable[[Path], None]]] = {
     "100000-deep-snapshot-status": (snapshot_file, _deep),
     "100000-deep-inside-an-object": (snapshot_file, _deep_object),
     "folder-for-app-state": (app_file, _dir_for_file),
+    "fifo-for-volume-state": (volume_file, _fifo),
 }
 
 

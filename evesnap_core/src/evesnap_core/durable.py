@@ -29,8 +29,8 @@ from evesnap_core.errors import NoSpace, UnsafePath
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
-_ROOTS: list[Path] = []
-"""The folders declared with `confine` (as given, and resolved), longest first."""
+_ROOTS: set[Path] = set()
+"""The folders declared with `confine` (as given, and resolved)."""
 
 
 def confine(*roots: Path) -> None:
@@ -39,16 +39,15 @@ def confine(*roots: Path) -> None:
     A root itself may be reached through a link (the operator's choice of
     ``--persist``); what lies below it may not."""
     for root in roots:
-        for form in (Path(os.path.abspath(root)), Path(os.path.realpath(root))):
-            if form not in _ROOTS:
-                _ROOTS.append(form)
-    _ROOTS.sort(key=lambda p: len(p.parts), reverse=True)
+        _ROOTS.add(Path(os.path.abspath(root)))
+        _ROOTS.add(Path(os.path.realpath(root)))
 
 
 def _root_of(path: Path) -> Path | None:
-    for root in _ROOTS:
-        if path == root or root in path.parents:
-            return root
+    """The nearest declared folder at or above `path` (a lookup per level, however many)."""
+    for candidate in (path, *path.parents):
+        if candidate in _ROOTS:
+            return candidate
     return None
 
 

@@ -164,8 +164,9 @@ class PersistStore:
             self._on_disk.setdefault(snap.app, set()).add(snap.id)
         volumes: dict[str, VolumeRecord] = {}
         volumes_dir = os.fspath(self.volumes_dir)
+        users = self._volume_users(apps)
         for name in self._names(self.volumes_dir, dirs=False):
-            vstate = self._read(f"{volumes_dir}/{name}", VolumeState)
+            vstate = self._read(f"{volumes_dir}/{name}", VolumeState, app=users.get(name))
             if vstate is not None:
                 volumes[vstate.volume.key] = vstate.volume
         if self._legacy is not None and not self.writable:
@@ -173,6 +174,17 @@ class PersistStore:
         self._damaged.extend(self._quarantined())
         self._apps = dict(apps)
         return apps, volumes
+
+    def _volume_users(self, apps: dict[UUID, AppRecord]) -> dict[str, UUID]:
+        """The file name of each volume record -> the app whose config uses it: a
+        damaged volume record is reported on that app."""
+        users: dict[str, UUID] = {}
+        for record in apps.values():
+            for config in (record.config, record.deployed):
+                for ref in config.volume_ref_list if config is not None else []:
+                    name = self._volume_path(f"{ref.uuid}#{ref.generation_count}").name
+                    users.setdefault(name, record.uuid)
+        return users
 
     def damaged(self) -> list[Damaged]:
         """Everything that could not be read, this start and in earlier ones (still quarantined)."""
