@@ -84,26 +84,6 @@ def info(path: Path, force_share: bool = False) -> dict[str, Any]:
     return dict(json.loads(qemu_img(args, path).stdout))
 
 
-def check(path: Path, force_share: bool = False) -> tuple[bool, bool, list[str]]:
-    """(dirty, corrupt, problems) from ``qemu-img check``: 0 clean, 3 leaks, 2 corrupt."""
-    args = ["check", "--output=json", "--image-opts", image_opts(path)]
-    if force_share:
-        args.insert(1, "-U")
-    result = qemu_img(args, path, ok_codes=(0, 1, 2, 3))
-    problems: list[str] = []
-    try:
-        report = json.loads(result.stdout or b"{}")
-    except ValueError:
-        report = {}
-    if report.get("leaks"):
-        problems.append(f"{report['leaks']} leaked clusters")
-    if report.get("corruptions"):
-        problems.append(f"{report['corruptions']} corruptions")
-    if result.returncode == 1:
-        problems.append("check failed: " + result.stderr.decode(errors="replace").strip())
-    return result.returncode == 3, result.returncode in (1, 2), problems
-
-
 def repair_leaks(path: Path) -> None:
     """``qemu-img check -r leaks``: give back the clusters a write cut short (a full
     disk) left allocated and unused. Only refcounts are rewritten, in place, so it
