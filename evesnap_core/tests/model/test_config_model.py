@@ -128,7 +128,8 @@ REFUSALS = [
         "SNAPSHOT_TYPE_WEEKLY",
         "apps[0].snapshot.snapshots[0].type",
     ),
-    (["apps", 0, "snapshot", "snapshots", 0, "type"], 9, "apps[0].snapshot.snapshots[0].type"),
+    (["apps", 0, "snapshot", "snapshots", 0, "type"], 2**31, "apps[0].snapshot.snapshots[0].type"),
+    (["apps", 0, "snapshot", "snapshots", 0, "type"], True, "apps[0].snapshot.snapshots[0].type"),
     (
         ["apps", 0, "snapshot", "snapshots"],
         [{"id": SNAP, "type": 1}, {"id": SNAP2, "type": 1}, {"id": SNAP, "type": 2}],
@@ -138,6 +139,14 @@ REFUSALS = [
     (["volumes", 0, "origin", "downloadContentTreeID"], SNAP2, "volumes[0].origin.downloadContentTreeID"),
     (["contentInfo", 0, "iformat"], "QCOW3", "contentInfo[0].iformat"),
     (["apps", 0, "activate"], "yes please", "apps[0].activate"),
+    (["apps", 0, "activate"], "true", "apps[0].activate"),
+    (["apps", 0, "activate"], 1, "apps[0].activate"),
+    (["apps", 0, "displayname"], 5, "apps[0].displayname"),
+    (["contentInfo", 0, "maxSizeBytes"], 2**64, "contentInfo[0].maxSizeBytes"),
+    (["contentInfo", 0, "maxSizeBytes"], "1.5", "contentInfo[0].maxSizeBytes"),
+    (["apps", 0, "snapshot", "snapshots"], [None], "apps[0].snapshot.snapshots[0]"),
+    (["apps", 0, "fixedresources"], {"memory": float("inf")}, "apps[0].fixedresources.memory"),
+    (["apps", 0, "fixedresources"], [float("nan")], "apps[0].fixedresources[0]"),
 ]
 
 
@@ -247,3 +256,56 @@ def test_arbitrary_json_never_crashes_the_parser(value: Any) -> None:
 def test_a_field_given_under_both_names_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"^apps\[0\]\.snapshot\.rollbackCmd: given twice"):
         parse_model(DeviceConfig, _mutate(["apps", 0, "snapshot", "rollback_cmd"], {"counter": 1}))
+
+
+# ------------------------------------------------------------ proto3 JSON by the spec
+
+
+def test_null_is_the_default_for_every_field_type() -> None:
+    data = device(displayname=None, activate=None, restart=None, volumeRefList=None)
+    data["apps"][0]["snapshot"] = {
+        "activeSnapshot": None,
+        "rollbackCmd": None,
+        "maxSnapshots": None,
+        "snapshots": None,
+    }
+    data["volumes"][0]["generationCount"] = None
+    data["volumes"][0]["origin"]["type"] = None
+    data["volumes"][0]["origin"]["downloadContentTreeID"] = None
+    data["contentInfo"] = None
+    app = parse_model(DeviceConfig, data).apps[0]
+    assert (app.displayname, app.activate, app.restart, app.volume_ref_list) == ("", False, None, [])
+    assert app.snapshot is not None
+    assert (app.snapshot.active_snapshot, app.snapshot.rollback_cmd) == ("", None)
+    assert (app.snapshot.max_snapshots, app.snapshot.snapshots) == (0, [])
+    vol = parse_model(DeviceConfig, data).volumes[0]
+    assert vol.generation_count == 0 and vol.origin is not None
+    assert vol.origin.type is VolumeContentOriginType.VCOT_UNKNOWN
+
+
+def test_an_unknown_enum_number_is_kept_and_printed_back() -> None:
+    data = _mutate(["apps", 0, "snapshot", "snapshots", 0, "type"], 7)
+    config = parse_model(DeviceConfig, data)
+    assert config.apps[0].snapshot is not None
+    kept = config.apps[0].snapshot.snapshots[0].type
+    assert kept == 7 and not isinstance(kept, SnapshotType)
+    assert config.to_json_dict()["apps"][0]["snapshot"]["snapshots"][0]["type"] == 7
+    assert parse_model(DeviceConfig, config.to_json_dict()) == config
+
+
+def test_uint64_takes_the_whole_range_and_int64_strings() -> None:
+    data = device()
+    data["contentInfo"][0]["maxSizeBytes"] = str(2**64 - 1)
+    data["volumes"][0]["maxsizebytes"] = "1e3"
+    config = parse_model(DeviceConfig, data)
+    assert config.content_info[0].max_size_bytes == 2**64 - 1
+    assert config.volumes[0].maxsizebytes == 1000
+    assert config.to_json_dict()["contentInfo"][0]["maxSizeBytes"] == str(2**64 - 1)
+
+
+def test_a_python_attribute_name_is_an_unknown_field_off_the_wire() -> None:
+    data = device()
+    data["apps"][0]["volume_ref_list"] = data["apps"][0].pop("volumeRefList")
+    app = parse_model(DeviceConfig, data).apps[0]
+    assert app.volume_ref_list == []
+    assert app.model_extra is not None and "volume_ref_list" in app.model_extra

@@ -107,3 +107,12 @@ def test_eviction_spares_the_rollback_target() -> None:
     plan = plan_snapshots(known, config(0, 1, 2, max_snapshots=2, counter=1, active=0), 0)
     assert plan.rollback_to == IDS[0]
     assert plan.delete == [IDS[1]]
+
+
+def test_an_unknown_snapshot_type_is_not_taken_and_the_rest_applies() -> None:
+    snaps = config(1, 2)
+    snaps.snapshots[0] = SnapshotDesc(id=uuid.UUID(IDS[1]), type=7)
+    plan = plan_snapshots([avail(0)], snaps, last_rollback_counter=0)
+    assert [str(d.id) for d in plan.new_requests] == [IDS[2]]
+    assert plan.delete == [IDS[0]]
+    assert plan.warnings == [f"snapshot {IDS[1]}: SnapshotType number 7 is unknown to this device; not taken"]

@@ -15,9 +15,12 @@ from pydantic import model_validator
 
 from evesnap_core.model.proto import (
     ENUM_AS_NAME,
+    Bool,
     NonNegInt64,
     ProtoMessage,
+    Str,
     UInt32,
+    UInt64,
     enum_parser,
     pfield,
 )
@@ -52,21 +55,22 @@ class Format(enum.IntEnum):
     PVC = 10
 
 
-SnapshotTypeField = Annotated[SnapshotType, enum_parser(SnapshotType), ENUM_AS_NAME]
-OriginTypeField = Annotated[VolumeContentOriginType, enum_parser(VolumeContentOriginType), ENUM_AS_NAME]
-FormatField = Annotated[Format, enum_parser(Format), ENUM_AS_NAME]
+# An enum field holds the member, or a plain int for a number this version does not name.
+SnapshotTypeField = Annotated[SnapshotType | int, enum_parser(SnapshotType), ENUM_AS_NAME]
+OriginTypeField = Annotated[VolumeContentOriginType | int, enum_parser(VolumeContentOriginType), ENUM_AS_NAME]
+FormatField = Annotated[Format | int, enum_parser(Format), ENUM_AS_NAME]
 
 
 class UUIDandVersion(ProtoMessage):
     uuid: UUID = pfield("uuid")
-    version: str = pfield("version", "")
+    version: Str = pfield("version", "")
 
 
 class InstanceOpsCmd(ProtoMessage):
     """A counter the controller bumps to ask for an operation once."""
 
     counter: UInt32 = pfield("counter", 0)
-    ops_time: str = pfield("opsTime", "")
+    ops_time: Str = pfield("opsTime", "")
 
 
 class SnapshotDesc(ProtoMessage):
@@ -75,7 +79,7 @@ class SnapshotDesc(ProtoMessage):
 
 
 class SnapshotConfig(ProtoMessage):
-    active_snapshot: str = pfield("active_snapshot", "")
+    active_snapshot: Str = pfield("active_snapshot", "")
     rollback_cmd: InstanceOpsCmd | None = pfield("rollback_cmd", None)
     max_snapshots: UInt32 = pfield("max_snapshots", 0)
     snapshots: list[SnapshotDesc] = pfield("snapshots", default_factory=list)
@@ -93,13 +97,13 @@ class SnapshotConfig(ProtoMessage):
 class VolumeRef(ProtoMessage):
     uuid: UUID = pfield("uuid")
     generation_count: NonNegInt64 = pfield("generationCount", 0)
-    mount_dir: str = pfield("mount_dir", "")
+    mount_dir: Str = pfield("mount_dir", "")
 
 
 class AppInstanceConfig(ProtoMessage):
     uuidandversion: UUIDandVersion = pfield("uuidandversion")
-    displayname: str = pfield("displayname", "")
-    activate: bool = pfield("activate", False)
+    displayname: Str = pfield("displayname", "")
+    activate: Bool = pfield("activate", False)
     restart: InstanceOpsCmd | None = pfield("restart", None)
     purge: InstanceOpsCmd | None = pfield("purge", None)
     volume_ref_list: list[VolumeRef] = pfield("volumeRefList", default_factory=list)
@@ -116,7 +120,7 @@ class AppInstanceConfig(ProtoMessage):
 
 class VolumeContentOrigin(ProtoMessage):
     type: OriginTypeField = pfield("type", VolumeContentOriginType.VCOT_UNKNOWN)
-    download_content_tree_id: str = pfield("downloadContentTreeID", "")
+    download_content_tree_id: Str = pfield("downloadContentTreeID", "")
 
 
 class Volume(ProtoMessage):
@@ -124,19 +128,19 @@ class Volume(ProtoMessage):
     origin: VolumeContentOrigin | None = pfield("origin", None)
     generation_count: NonNegInt64 = pfield("generationCount", 0)
     maxsizebytes: NonNegInt64 = pfield("maxsizebytes", 0)
-    readonly: bool = pfield("readonly", False)
-    display_name: str = pfield("displayName", "")
-    clear_text: bool = pfield("clear_text", False)
+    readonly: Bool = pfield("readonly", False)
+    display_name: Str = pfield("displayName", "")
+    clear_text: Bool = pfield("clear_text", False)
 
 
 class ContentTree(ProtoMessage):
     uuid: UUID = pfield("uuid")
-    ds_id: str = pfield("dsId", "")
-    url: str = pfield("URL", "")
+    ds_id: Str = pfield("dsId", "")
+    url: Str = pfield("URL", "")
     iformat: FormatField = pfield("iformat", Format.FmtUnknown)
-    sha256: str = pfield("sha256", "")
-    max_size_bytes: NonNegInt64 = pfield("maxSizeBytes", 0)
-    display_name: str = pfield("displayName", "")
+    sha256: Str = pfield("sha256", "")
+    max_size_bytes: UInt64 = pfield("maxSizeBytes", 0)
+    display_name: Str = pfield("displayName", "")
     generation_count: NonNegInt64 = pfield("generation_count", 0)
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated
 
 from evesnap_core.model.config import SnapshotType, SnapshotTypeField
-from evesnap_core.model.proto import ENUM_AS_NAME, Int64, ProtoMessage, UInt32, enum_parser, pfield
+from evesnap_core.model.proto import ENUM_AS_NAME, Int64, ProtoMessage, UInt32, UInt64, enum_parser, pfield
 
 
 class Severity(enum.IntEnum):
@@ -113,8 +113,8 @@ class UsageInfo(ProtoMessage):
 
 
 class VolumeResources(ProtoMessage):
-    max_size_bytes: Int64 = pfield("maxSizeBytes", 0)
-    cur_size_bytes: Int64 = pfield("curSizeBytes", 0)
+    max_size_bytes: UInt64 = pfield("maxSizeBytes", 0)
+    cur_size_bytes: UInt64 = pfield("curSizeBytes", 0)
 
 
 class ZInfoVolume(ProtoMessage):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import unicodedata
 from typing import Any, TypeVar
 
@@ -14,6 +15,9 @@ from evesnap_core.errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 FIELD_ERROR = "evesnap_field"
+
+WIRE = "proto3-wire"
+"""Validation context key: the data came off the wire (a file, a socket), not from Python code."""
 
 
 def field_error(path: str, reason: str) -> PydanticCustomError:
@@ -66,10 +70,14 @@ def _not_json(constant: str) -> Any:
 
 
 def _check_tree(value: Any, loc: tuple[Any, ...], prefix: str) -> None:
-    """Refuse what JSON text cannot carry back out: nesting beyond MAX_DEPTH and
-    strings (values or keys) that are not valid UTF-8 (lone surrogates)."""
+    """Refuse what JSON text cannot carry back out: nesting beyond MAX_DEPTH,
+    strings (values or keys) that are not valid UTF-8 (lone surrogates), and
+    floats that are not finite (a Python caller's inf or NaN)."""
     if len(loc) > MAX_DEPTH:
         raise ConfigError(_prefixed(prefix, _join(loc)), f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        # json.dumps would write it as null (pydantic) or Infinity (not JSON): never silently
+        raise ConfigError(_prefixed(prefix, _join(loc)), f"{value!r} is not a JSON number")
     if isinstance(value, str):
         if not _is_utf8(value):
             raise ConfigError(_prefixed(prefix, _join(loc)), "not valid UTF-8 (a lone surrogate)")
@@ -108,7 +116,7 @@ def parse_model(model: type[M], data: Any, prefix: str = "") -> M:
             raise ConfigError(prefix, f"not valid JSON: nested more than {MAX_DEPTH} levels deep") from None
     _check_tree(data, (), prefix)
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={WIRE: True})
     except ValidationError as exc:
         raise config_error(exc, prefix) from None
 

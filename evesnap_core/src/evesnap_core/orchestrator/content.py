@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 from evesnap_core.errors import ConfigError
 from evesnap_core.handler_types import ContentSource, VolumeSpec
 from evesnap_core.model.config import ContentTree, DeviceConfig, Format, Volume, VolumeContentOriginType
+from evesnap_core.model.proto import enum_label
 from evesnap_core.settings import CONTENT_ROOTS_ENV
 
 FORMATS = {Format.QCOW2: "qcow2", Format.RAW: "raw"}
@@ -41,6 +42,12 @@ class ContentResolver:
 
     def volume_spec(self, config: DeviceConfig, volume: Volume, generation: int | None = None) -> VolumeSpec:
         """The spec of `volume` at `generation` (default: the config's)."""
+        if volume.origin is not None and not isinstance(volume.origin.type, VolumeContentOriginType):
+            where = next((i for i, v in enumerate(config.volumes) if v.uuid == volume.uuid), 0)
+            raise ConfigError(  # as the reference: an origin type it does not know is not supported
+                f"volumes[{where}].origin.type",
+                f"VolumeContentOriginType number {int(volume.origin.type)} is not supported",
+            )
         purgeable = bool(volume.origin and volume.origin.type == VolumeContentOriginType.VCOT_DOWNLOAD)
         fmt = self.default_format
         size = volume.maxsizebytes
@@ -83,12 +90,12 @@ class ContentResolver:
         )
 
     @staticmethod
-    def _format(index: int, iformat: Format) -> str:
-        fmt = FORMATS.get(iformat)
+    def _format(index: int, iformat: Format | int) -> str:
+        fmt = FORMATS.get(iformat) if isinstance(iformat, Format) else None
         if fmt is None:
             raise ConfigError(
                 f"contentInfo[{index}].iformat",
-                f"{iformat.name} images are not supported (use QCOW2 or RAW)",
+                f"{enum_label(iformat)} images are not supported (use QCOW2 or RAW)",
             )
         return fmt
 

@@ -7,7 +7,9 @@ reference (eve-facts.md, seed 001 "Ensuring Maximum Snapshots Limit") is
 tested on its own:
 
 - a snapshot id in the list that the device does not know is a new request; an
-  id it knows already is idempotent (a warning, not an error);
+  id it knows already is idempotent (a warning, not an error); one whose type
+  is a number this version does not know (a newer controller) is not taken, with
+  a warning, and the rest of the config applies;
 - an available snapshot missing from the list is deleted (reported at once);
   no snapshot section at all deletes every available snapshot;
 - a requested snapshot removed from the list before it was taken is cancelled
@@ -62,6 +64,10 @@ class SnapshotPlan:
     """When set, nothing else of this config is processed for the app."""
 
 
+def unknown_type_warning(snapshot_id: str, number: int) -> str:
+    return f"snapshot {snapshot_id}: SnapshotType number {number} is unknown to this device; not taken"
+
+
 def too_many_warning(limit: int) -> str:
     return f"Too many snapshots requested. Max allowed: {limit}"
 
@@ -100,6 +106,9 @@ def plan_snapshots(
     for desc in wanted:
         if str(desc.id) in known_ids:
             continue  # idempotent; the caller may log it
+        if not isinstance(desc.type, SnapshotType):  # a newer controller's type: not taken
+            plan.warnings.append(unknown_type_warning(str(desc.id), int(desc.type)))
+            continue
         plan.new_requests.append(desc)
     plan.delete = [k.id for k in available if k.id not in wanted_ids]
     plan.cancel = [k.id for k in requested if k.id not in wanted_ids]
