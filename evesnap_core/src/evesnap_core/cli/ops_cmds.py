@@ -17,14 +17,18 @@ from evesnap_core.cli.output import fail, one_line
 from evesnap_core.cli.reports_view import show, status_json
 from evesnap_core.durable import atomic_write
 from evesnap_core.errors import ConfigError, EvesnapError
-from evesnap_core.model.config import DeviceConfig
-from evesnap_core.model.validation import parse_model
+from evesnap_core.model.loader import LoadedConfig, load_device_config
 from evesnap_core.orchestrator.reports import Reports
 
+STRICT_HELP = (
+    "Refuse a config with an unknown field (a typo such as 'activte'): exit 2, nothing changed. "
+    "Without it each unknown field is a warning."
+)
 
-def _read_config(path: Path) -> DeviceConfig:
+
+def _read_config(path: Path, strict: bool) -> LoadedConfig:
     try:
-        return parse_model(DeviceConfig, path.read_bytes())
+        return load_device_config(path.read_bytes(), strict=strict)
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}", "check the path", EXIT_INVALID)
         raise
@@ -43,17 +47,24 @@ def _exit_code(reports: Reports) -> int:
 @click.command()
 @click.argument("config", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as proto3 JSON.")
+@click.option("--strict", is_flag=True, help=STRICT_HELP)
 @click.pass_obj
-def apply(obj: Any, config: Path, as_json: bool) -> None:
+def apply(obj: Any, config: Path, as_json: bool, strict: bool) -> None:
     """Reconcile once to the device config in CONFIG (the controller's proto3 JSON:
     apps, volumes, content trees whose URL may be a local file) and print the reports.
 
+    Each unknown field (and unknown enum number) is one warning line on stderr,
+    naming its path and the nearest known name, and a warning on the app.
+
     Exit code 0 when everything applied, 1 when an app, volume or snapshot
-    reports an error, 2 when CONFIG is invalid (nothing is changed then).
+    reports an error, 2 when CONFIG is invalid or, with --strict, has an
+    unknown field (nothing is changed then).
     """
-    device = _read_config(config)
+    loaded = _read_config(config, strict)
+    for line in loaded.lines():
+        click.echo(f"evesnap: warning: {config.name}: {line}", err=True)
     session = session_or_fail(obj, base_dir=config.resolve().parent, as_json=as_json)
-    reports = session.orchestrator.reconcile(device)
+    reports = session.orchestrator.reconcile(loaded.device, loaded.per_app())
     show(session.orchestrator, reports, as_json)
     for problem in session.orchestrator.problems:  # state not written (a full disk): one line each
         click.echo(f"evesnap: error: {one_line(problem)}", err=True)
@@ -116,6 +127,7 @@ def status(obj: Any, app: str | None, as_json: bool) -> None:
     help="Serve the local API on <runtime dir>/evesnap.sock (the CLI then goes through it).",
 )
 @click.option("--api-group", default=None, help="Group that may use the API socket (mode 0660; else 0600).")
+@click.option("--strict", is_flag=True, help=STRICT_HELP.replace("exit 2, nothing changed", "ignored"))
 @click.pass_obj
 def agent(
     obj: Any,
@@ -126,14 +138,17 @@ def agent(
     resync: float,
     api: bool,
     api_group: str | None,
+    strict: bool,
 ) -> None:
     """Run until SIGTERM: reconcile whenever CONFIG changes (its content, by
     sha256: a copy keeping size and mtime is seen too) and every --resync
     seconds, write the reports.
 
     On SIGTERM (SIGINT) the step in flight finishes (or stays journalled) and
-    the agent exits 143 (130) after one line. An invalid config is reported and
-    the previous one stays applied; a missing one is waited for, said once.
+    the agent exits 143 (130) after one line. An invalid config (with
+    --strict, one with an unknown field) is reported and the previous one stays
+    applied; a missing one is waited for, said once. Each unknown field is a
+    warning line in the log (once per change of CONFIG) and on the app.
     """
     stopping = StopFlag()
     stopping.install()  # first: a stop during start-up is clean too
@@ -170,16 +185,20 @@ def agent(
             waiting_said = False
         due = pending or (resync > 0 and time.monotonic() - last >= resync)
         if stamp is not None and (stamp != seen or due):
+            changed = stamp != seen
             seen, last = stamp, time.monotonic()
             try:
-                device = parse_model(DeviceConfig, raw)
+                loaded = load_device_config(raw, strict=strict)
             except ConfigError as exc:
                 click.echo(f"evesnap agent: ignoring invalid {config_path}: {exc}", err=True)
                 pending = False
             else:
+                if changed:  # said once per change, not every resync
+                    for line in loaded.lines():
+                        click.echo(f"evesnap agent: warning: {config_path.name}: {line}", err=True)
                 with lock:  # local requests queue behind the reconcile, and it behind them
                     session.orchestrator.wiring.resolver.base_dir = base_dir
-                    failures = _agent_pass(session, device, reports_path)
+                    failures = _agent_pass(session, loaded, reports_path)
                     if service is not None:
                         service.note_app_states()
                 pending = bool(failures)
@@ -211,7 +230,7 @@ def agent(
     raise SystemExit(stopping.exit_code)
 
 
-def _agent_pass(session: Any, device: DeviceConfig, reports_path: Path) -> list[str]:
+def _agent_pass(session: Any, loaded: LoadedConfig, reports_path: Path) -> list[str]:
     """One reconcile and its reports; what could not be written, one line each.
 
     A full disk (or any OSError on the store) never ends the agent: the apps
@@ -219,7 +238,7 @@ def _agent_pass(session: Any, device: DeviceConfig, reports_path: Path) -> list[
     room, and the caller runs the pass again at its next interval."""
     orchestrator = session.orchestrator
     try:
-        orchestrator.reconcile(device)
+        orchestrator.reconcile(loaded.device, loaded.per_app())
         failures = list(orchestrator.problems)
     except (EvesnapError, OSError) as exc:  # reconcile guards its own steps; this is the last net
         failures = [f"reconcile failed: {exc}"]

@@ -24,6 +24,7 @@ deployed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from evesnap_core.crashpoints import crashpoint
@@ -50,12 +51,15 @@ class Converger:
         self.volumes = volumes
         self.txn = transactions
 
-    def apply(self, record: AppRecord, config: AppInstanceConfig) -> None:
-        """Take the controller's config of the app and its snapshot plan; converge."""
+    def apply(self, record: AppRecord, config: AppInstanceConfig, warnings: Sequence[str] = ()) -> None:
+        """Take the controller's config of the app and its snapshot plan; converge.
+
+        `warnings` (about the config itself) are reported on the app.
+        """
         ledger = self.w.ledger
         record.config = config
         record.name = config.displayname
-        record.problems = []
+        record.problems = [Problem(description=w, severity="warning", time=self.w.now()) for w in warnings]
         plan = plan_snapshots(self._known(record), config.snapshot, record.last_rollback_counter)
         if plan.rollback_counter is not None:
             record.last_rollback_counter = plan.rollback_counter

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -119,9 +119,11 @@ class Orchestrator:
 
     # ------------------------------------------------------------ reconcile
 
-    def reconcile(self, device: DeviceConfig) -> Reports:
+    def reconcile(self, device: DeviceConfig, warnings: Mapping[UUID, list[str]] | None = None) -> Reports:
         """Bring the device to `device`; return the reports.
 
+        `warnings` are lines about each app's part of the config (unknown
+        fields, unknown enum numbers: model.unknown_fields), reported on the app.
         Nothing here raises for one app or one write (`guard.Guard`): a failure
         is reported on the app (or volume) it hit, a state write that fails (a
         full disk) is one line in `problems`; every other app is reconciled."""
@@ -133,7 +135,8 @@ class Orchestrator:
         for app in device.apps:
             record = self.apps.get(app.uuid) or AppRecord(uuid=app.uuid)
             self.apps[app.uuid] = record
-            guard.app(record, partial(self.converger.apply, record, app))
+            notes = list((warnings or {}).get(app.uuid, ()))
+            guard.app(record, partial(self.converger.apply, record, app, notes))
         for gone in [u for u, r in self.apps.items() if u not in wanted and r.origin != "clone"]:
             record = self.apps[gone]
             guard.app(record, partial(self.converger.remove_app, record))
