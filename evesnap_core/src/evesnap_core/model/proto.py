@@ -157,7 +157,7 @@ def enum_parser(enum_type: type[enum.IntEnum]) -> Any:
         if isinstance(value, str):
             if value in by_name:
                 return by_name[value]
-            if not _NUMBER_TEXT.fullmatch(value):
+            if not _INTEGER_TEXT.fullmatch(value):
                 raise ValueError(
                     f"unknown {enum_type.__name__} value {value!r} "
                     f"(known: {', '.join(enum_type.__members__)})"
