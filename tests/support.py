@@ -25,6 +25,31 @@ VOL2 = "6ba7b815-9dad-41d1-80b4-00c04fd430c8"
 MIB = 1024 * 1024
 
 
+def controller_view(messages: Any) -> dict[str, Any]:
+    """The agent's reports file (a list of eve-api ZInfoMsg), each message parsed
+    strictly by Google's proto3 JSON parser, as {"apps": [ZInfoApp], "volumes": [ZInfoVolume]}."""
+    from google.protobuf import json_format
+
+    from evesnap_core.model.eve_proto import info_message
+
+    assert isinstance(messages, list), f"the reports file is not a list of ZInfoMsg: {str(messages)[:200]}"
+    view: dict[str, Any] = {"apps": [], "volumes": []}
+    for msg in messages:
+        json_format.ParseDict(msg, info_message("ZInfoMsg"))  # raises on anything not eve-api's
+        if msg["ztype"] == "ZiApp":
+            view["apps"].append(msg["ainfo"])
+        else:
+            assert msg["ztype"] == "ZiVolume", msg
+            view["volumes"].append(msg["vinfo"])
+    return view
+
+
+def volume_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """`status --json` volumes with evesnap's own facts (backend, location, ...) merged in."""
+    own = status["evesnap"]["volumes"]
+    return [{**extra, **vol} for vol, extra in zip(status["volumes"], own, strict=True)]
+
+
 class Cli:
     """A device folder driven through the real `evesnap` command."""
 
@@ -85,7 +110,7 @@ class Cli:
         return dict(json.loads(out.stdout))
 
     def location(self, volume: str = VOL) -> str:
-        return str(next(v for v in self.status()["volumes"] if v["uuid"] == volume)["location"])
+        return str(next(v for v in volume_rows(self.status()) if v["uuid"] == volume)["location"])
 
     def guest_write(self, value: int, index: int = 0) -> None:
         sock = next(self.run_dir.glob(f"*-{APP}.qmp"))
@@ -115,9 +140,9 @@ class Cli:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                data = json.loads(reports.read_text())
+                data = controller_view(json.loads(reports.read_text()))
                 if predicate(data):
-                    return dict(data)
+                    return data
             except (OSError, ValueError, KeyError, IndexError):
                 pass
             if self.agent is not None and self.agent.poll() is not None:

@@ -156,9 +156,10 @@ class Walkthrough:
 
     @staticmethod
     def volume(reports: dict[str, Any], uuid: str, generation: str | None = None) -> dict[str, Any]:
+        own = reports["evesnap"]["volumes"]  # evesnap's facts (location...), in the volumes' order
         return next(
-            v
-            for v in reports["volumes"]
+            {**extra, **v}
+            for v, extra in zip(reports["volumes"], own, strict=True)
             if v["uuid"] == uuid and (generation is None or v.get("generationCount", "0") == generation)
         )
 

@@ -31,10 +31,11 @@ def find_app(name: str) -> tuple[str, list[dict[str, str]]]:
     argv = [EVESNAP, "status", "--json"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     status = json.loads(out.stdout)
+    # location and format are evesnap's own facts, beside the eve-api reports
+    # under "evesnap", one entry per volume in the same order
+    own = status.get("evesnap", {}).get("volumes", [])
     volumes: dict[str, dict[str, str]] = {}
-    for v in sorted(
-        status["volumes"], key=lambda v: int(v.get("generationCount", v.get("generation_count", 0)))
-    ):
+    for v in sorted(own, key=lambda v: int(v.get("generationCount", 0))):
         volumes[v["uuid"]] = v  # the newest generation: the one the app runs on
     for app in status["apps"]:
         if name in (app["AppID"], app.get("AppName")):

@@ -16,7 +16,7 @@ import pytest
 
 from evesnap_core.discovery import load_backends
 
-from ..support import APP, EVESNAP, MIB, VOL, Cli
+from ..support import APP, EVESNAP, MIB, VOL, Cli, controller_view, volume_rows
 
 pytestmark = pytest.mark.qemu
 
@@ -47,7 +47,7 @@ def test_apply_status_and_local_snapshots(cli: Cli) -> None:
     assert out.returncode == 0, out.stderr
     assert "RUNNING" in out.stdout and "shop" in out.stdout
     status = cli.status()
-    volume = next(v for v in status["volumes"] if v["uuid"] == VOL)
+    volume = next(v for v in volume_rows(status) if v["uuid"] == VOL)
     assert volume["backend"] == "qcow2" and volume["location"].endswith(f"{VOL}#0.qcow2")
     assert int(volume["virtualSizeBytes"]) == 16 * MIB
 
@@ -108,9 +108,9 @@ def test_agent_follows_the_config_and_stops_on_sigterm(cli: Cli) -> None:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 try:
-                    data = json.loads(reports.read_text())
+                    data = controller_view(json.loads(reports.read_text()))
                     if predicate(data):
-                        return dict(data)
+                        return data
                 except (OSError, ValueError):
                     pass
                 time.sleep(0.1)

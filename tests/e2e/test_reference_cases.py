@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ..support import volume_rows
 from .world import APP, DATA_VOL, MIB, OS_VOL, Device, new_id
 
 pytestmark = pytest.mark.qemu
@@ -66,7 +67,9 @@ def test_rollback_with_non_purgeable_and_purgeable_volumes(device: Device) -> No
     assert snapshot_ids(reports) == [snap]
     data = device.volume(reports, DATA_VOL)
     assert device.read(data["location"]) == bytes([0xD1]) * MIB
-    os_gen0 = next(v for v in reports["volumes"] if v["uuid"] == OS_VOL and v["generationCount"] == "0")
+    os_gen0 = next(
+        v for v in volume_rows(device.status()) if v["uuid"] == OS_VOL and v["generationCount"] == "0"
+    )
     assert device.read(os_gen0["location"]) == bytes([0x10]) * MIB  # the old generation is back
     # the QEMU app runs on the restored generation
     assert device.qmp("query-status")["status"] == "running"
@@ -168,11 +171,11 @@ def test_app_deletion_after_rollback_cleans_up(device: Device) -> None:
     reports = device.apply(
         device.config(version=2, os_gen=1, snapshots=[(snap, UPDATE)], counter=1, active=snap)
     )
-    locations = [v["location"] for v in reports["volumes"]]
+    locations = [v["location"] for v in volume_rows(device.status())]
     reports = device.apply(device.config(with_app=False))
     assert reports["apps"] == []
     # only the volumes the config still lists remain; no snapshot is left inside them
-    remaining = {v["location"] for v in reports["volumes"]}
+    remaining = {v["location"] for v in volume_rows(device.status())}
     for location in locations:
         if location in remaining:
             assert snap not in qcow2_snapshots(location)

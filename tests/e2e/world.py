@@ -27,6 +27,8 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from evesnap_core.runtimes.qemu import guest_device as device
 from evesnap_core.testing.conformance.harness import qemu_io_read
 
+from ..support import controller_view, volume_rows
+
 EVESNAP = str(Path(sys.executable).with_name("evesnap"))
 MIB = 1024 * 1024
 APP = "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
@@ -172,8 +174,9 @@ class Device:
         return self.agent.wait(timeout=timeout)
 
     def reports(self) -> dict[str, Any]:
+        """The agent's reports (eve-api ZInfoMsg, each parsed strictly) as {"apps", "volumes"}."""
         try:
-            return dict(json.loads(self.reports_path.read_text()))
+            return controller_view(json.loads(self.reports_path.read_text()))
         except (OSError, ValueError):
             return {}
 
@@ -198,7 +201,14 @@ class Device:
     # ------------------------------------------------------------ bytes
 
     def volume(self, report: dict[str, Any], volume_uuid: str) -> dict[str, Any]:
-        return next(v for v in report["volumes"] if v["uuid"] == volume_uuid)
+        """The volume's report with evesnap's own facts (backend, location), which
+        the controller's reports do not carry, from `status --json`."""
+        vol = next(v for v in report["volumes"] if v["uuid"] == volume_uuid)
+        gen = vol.get("generationCount", "0")
+        own = next(
+            v for v in volume_rows(self.status()) if v["uuid"] == volume_uuid and v["generationCount"] == gen
+        )
+        return {**own, **vol}
 
     def read(self, location: str, length: int = MIB, offset: int = 0) -> bytes:
         return qemu_io_read(location, "qcow2", offset, length)

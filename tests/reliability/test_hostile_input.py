@@ -36,7 +36,7 @@ from evesnap_core.errors import ConfigError, InvalidName
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.validation import parse_model
 
-from ..support import Cli
+from ..support import Cli, volume_rows
 
 pytestmark = pytest.mark.qemu
 
@@ -513,7 +513,7 @@ def test_hostile_names_and_content_urls_through_the_cli(cli: Cli, tmp_path: Path
         "a file appeared outside persist"
     )
     persist = cli.root / "persist"
-    assert all(persist in Path(v["location"]).parents for v in status["volumes"])
+    assert all(persist in Path(v["location"]).parents for v in volume_rows(status))
     assert assert_no_hostile_option(cli.qemu_log, strings) > 0  # type: ignore[attr-defined]
 
 

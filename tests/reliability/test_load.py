@@ -21,7 +21,7 @@ import pytest
 
 from evesnap_core.discovery import load_backends
 
-from ..support import MIB, Cli
+from ..support import MIB, Cli, volume_rows
 
 pytestmark = pytest.mark.qemu
 
@@ -92,7 +92,7 @@ def run_load(cli: Cli, n_apps: int) -> dict[str, float]:
     timings["restart + status"] = time.monotonic() - start
 
     apps = {a["AppID"]: a for a in status["apps"]}
-    volumes = {v["uuid"]: v for v in status["volumes"]}
+    volumes = {v["uuid"]: v for v in volume_rows(status)}
     assert len(apps) == n_apps and len(volumes) == 2 * n_apps
     for a in fleet.apps:
         assert [s["id"] for s in apps[a]["snapshots"]] == fleet.snapshots[a], apps[a]

@@ -12,10 +12,10 @@ from typing import Any
 import click
 
 from evesnap_core.cli.common import EXIT_FAILED, EXIT_INVALID, session_or_fail
+from evesnap_core.cli.controller_reports import device_id, write_reports
 from evesnap_core.cli.interrupt import StopFlag
 from evesnap_core.cli.output import fail, one_line
-from evesnap_core.cli.reports_view import show, status_json
-from evesnap_core.durable import atomic_write
+from evesnap_core.cli.reports_view import show
 from evesnap_core.errors import ConfigError, EvesnapError
 from evesnap_core.model.loader import LoadedConfig, load_device_config
 from evesnap_core.orchestrator.reports import Reports
@@ -103,7 +103,8 @@ def status(obj: Any, app: str | None, as_json: bool) -> None:
     "reports_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Where to write the reports (default: <persist>/reports.json).",
+    help="Where to write the controller's reports, a JSON array of eve-api ZInfoMsg "
+    "(default: <persist>/reports.json).",
 )
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between checks of the config.")
 @click.option(
@@ -198,7 +199,7 @@ def agent(
                         click.echo(f"evesnap agent: warning: {config_path.name}: {line}", err=True)
                 with lock:  # local requests queue behind the reconcile, and it behind them
                     session.orchestrator.wiring.resolver.base_dir = base_dir
-                    failures = _agent_pass(session, loaded, reports_path)
+                    failures = _agent_pass(session, loaded, reports_path, obj.persist)
                     if service is not None:
                         service.note_app_states()
                 pending = bool(failures)
@@ -210,11 +211,8 @@ def agent(
         if policy_tick is not None:
             with lock:
                 if policy_tick():
-                    data = status_json(
-                        session.orchestrator, session.orchestrator.reports(for_controller=True), sizes=False
-                    )
                     try:
-                        atomic_write(reports_path, _json_bytes(data))
+                        _write_controller_reports(session.orchestrator, reports_path, obj.persist)
                     except (EvesnapError, OSError) as exc:
                         pending = True
                         click.echo(f"evesnap agent: cannot write the reports: {exc}", err=True)
@@ -230,7 +228,7 @@ def agent(
     raise SystemExit(stopping.exit_code)
 
 
-def _agent_pass(session: Any, loaded: LoadedConfig, reports_path: Path) -> list[str]:
+def _agent_pass(session: Any, loaded: LoadedConfig, reports_path: Path, persist: Path) -> list[str]:
     """One reconcile and its reports; what could not be written, one line each.
 
     A full disk (or any OSError on the store) never ends the agent: the apps
@@ -242,13 +240,16 @@ def _agent_pass(session: Any, loaded: LoadedConfig, reports_path: Path) -> list[
         failures = list(orchestrator.problems)
     except (EvesnapError, OSError) as exc:  # reconcile guards its own steps; this is the last net
         failures = [f"reconcile failed: {exc}"]
-    reports = orchestrator.reports(for_controller=True)  # clones are the device's own
-    data = status_json(orchestrator, reports, sizes=False)
     try:
-        atomic_write(reports_path, _json_bytes(data))
+        _write_controller_reports(orchestrator, reports_path, persist)
     except (EvesnapError, OSError) as exc:
         failures.append(f"cannot write the reports to {reports_path}: {exc}")
     return failures
+
+
+def _write_controller_reports(orchestrator: Any, reports_path: Path, persist: Path) -> None:
+    """The controller's ZInfoMsg reports (clones are the device's own: left out)."""
+    write_reports(orchestrator, reports_path, device_id(persist, orchestrator.device))
 
 
 def _serve(persist: Path, session: Any, group: str | None) -> tuple[Any, Any]:
@@ -267,9 +268,3 @@ def _serve(persist: Path, session: Any, group: str | None) -> tuple[Any, Any]:
     server.start()
     click.echo(f"evesnap agent: API on {server.socket}", err=True)
     return service, server
-
-
-def _json_bytes(data: Any) -> bytes:
-    import json
-
-    return json.dumps(data, indent=2).encode()

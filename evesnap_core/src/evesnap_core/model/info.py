@@ -1,8 +1,10 @@
-"""The reports the device sends back: ZInfoApp with its snapshots, ZInfoVolume.
+"""The reports the device sends back: ZInfoApp with its snapshots, ZInfoVolume,
+each in a ZInfoMsg (the info message kind, the device id, a timestamp).
 
 Field names and numbers follow lf-edge/eve-api (info/info.proto,
 info/common.proto). Printed in the proto3 JSON mapping: JSON names, enums by
-name, 64-bit integers as strings, timestamps in RFC 3339.
+name, 64-bit integers as strings, timestamps in RFC 3339. Nothing evesnap adds
+of its own belongs in these messages (the operator's view keeps that apart).
 """
 
 from __future__ import annotations
@@ -126,3 +128,27 @@ class ZInfoVolume(ProtoMessage):
     progress_percentage: UInt32 = pfield("progressPercentage", 0)
     volume_err: ErrorInfo | None = pfield("volumeErr", None)
     generation_count: Int64 = pfield("generation_count", 0)
+
+
+class ZInfoTypes(enum.IntEnum):
+    """The kind of an info message (the ones evesnap sends, and their neighbours)."""
+
+    ZiNop = 0
+    ZiDevice = 1
+    ZiApp = 3
+    ZiNetworkInstance = 6
+    ZiVolume = 7
+    ZiContentTree = 8
+
+
+ZInfoTypesField = Annotated[ZInfoTypes, enum_parser(ZInfoTypes), ENUM_AS_NAME]
+
+
+class ZInfoMsg(ProtoMessage):
+    """One info message: an app's or a volume's report (eve-api's InfoContent oneof)."""
+
+    ztype: ZInfoTypesField = pfield("ztype", ZInfoTypes.ZiNop)
+    dev_id: str = pfield("devId", "")
+    ainfo: ZInfoApp | None = pfield("ainfo", None)
+    at_time_stamp: datetime | None = pfield("atTimeStamp", None)
+    vinfo: ZInfoVolume | None = pfield("vinfo", None)
