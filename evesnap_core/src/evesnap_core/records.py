@@ -148,6 +148,9 @@ class AppRecord(BaseModel):
     cloned_from: str | None = None
     """For a clone: ``<app uuid>@<snapshot id>``."""
     last_rollback_counter: int | None = None
+    evicted: list[str] = Field(default_factory=list)
+    """Snapshot ids max_snapshots evicted while the controller still lists them:
+    not taken again until the controller drops them from its list."""
     current_snapshot: str | None = None
     snapshots: dict[str, SnapshotRecord] = Field(default_factory=dict)
     problems: list[Problem] = Field(default_factory=list)

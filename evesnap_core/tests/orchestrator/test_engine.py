@@ -253,6 +253,24 @@ def test_max_snapshots_evicts_the_oldest(world: World) -> None:
     assert any("Too many snapshots requested. Max allowed: 2" in e["description"] for e in report["appErr"])
 
 
+def test_an_evicted_snapshot_still_listed_is_not_taken_again(world: World) -> None:
+    """No churn: the same config again (the controller still lists S1) changes nothing."""
+    three = world.config(snapshots=[(S1, IMMEDIATE), (S2, IMMEDIATE), (S3, IMMEDIATE)], max_snapshots=2)
+    world.orch.reconcile(world.config(snapshots=[(S1, IMMEDIATE), (S2, IMMEDIATE)], max_snapshots=2))
+    world.orch.reconcile(three)
+    for _ in range(3):
+        world.orch.reconcile(three)
+        report = world.app_report()
+        assert [s["id"] for s in report["snapshots"]] == [S2, S3]
+        said = [e["description"] for e in report["appErr"]]
+        assert any(f"snapshot {S1} was evicted by max_snapshots" in d for d in said)
+    world.orch.reconcile(world.config(snapshots=[(S2, IMMEDIATE), (S3, IMMEDIATE)], max_snapshots=2))
+    world.orch.reconcile(
+        world.config(snapshots=[(S1, IMMEDIATE), (S2, IMMEDIATE), (S3, IMMEDIATE)], max_snapshots=3)
+    )
+    assert [s["id"] for s in world.app_report()["snapshots"]] == [S2, S3, S1]  # dropped, then listed: new
+
+
 def test_existing_id_is_idempotent(world: World) -> None:
     world.orch.reconcile(world.config(snapshots=[(S1, IMMEDIATE)]))
     stops = world.rt.stops

@@ -116,3 +116,31 @@ def test_an_unknown_snapshot_type_is_not_taken_and_the_rest_applies() -> None:
     assert [str(d.id) for d in plan.new_requests] == [IDS[2]]
     assert plan.delete == [IDS[0]]
     assert plan.warnings == [f"snapshot {IDS[1]}: SnapshotType number 7 is unknown to this device; not taken"]
+
+
+def test_an_evicted_id_still_listed_is_not_taken_again_until_dropped() -> None:
+    """max_snapshots churn: the reference evicts the oldest, then takes it again
+    at the next config that still lists it, and evicts another one."""
+    known = [avail(0, minutes=0), avail(1, minutes=5)]
+    plan = plan_snapshots(known, config(0, 1, 2, max_snapshots=2), last_rollback_counter=0)
+    assert plan.delete == [IDS[0]] and [str(d.id) for d in plan.new_requests] == [IDS[2]]
+    assert plan.evicted == [IDS[0]]
+    # the next config lists the same three: the evicted one is not a new request
+    now = [avail(1, minutes=5), avail(2, minutes=10)]
+    again = plan_snapshots(now, config(0, 1, 2, max_snapshots=2), 0, evicted=plan.evicted)
+    assert again.new_requests == [] and again.delete == [] and again.cancel == []
+    assert again.evicted == [IDS[0]]
+    assert again.warnings == [
+        f"snapshot {IDS[0]} was evicted by max_snapshots; not taken again while the controller lists it"
+    ]
+    # the controller drops it: forgotten; listed once more later, it is a new request
+    dropped = plan_snapshots(now, config(1, 2, max_snapshots=3), 0, evicted=again.evicted)
+    assert dropped.evicted == [] and dropped.new_requests == []
+    back = plan_snapshots(now, config(0, 1, 2, max_snapshots=3), 0, evicted=dropped.evicted)
+    assert [str(d.id) for d in back.new_requests] == [IDS[0]]
+
+
+def test_a_request_dropped_by_the_limit_is_remembered_too_but_a_trimmed_new_one_is_not() -> None:
+    plan = plan_snapshots([req(0), req(1)], config(0, 1, 2, max_snapshots=1), last_rollback_counter=0)
+    assert plan.cancel == [IDS[0]] and plan.evicted == [IDS[0]]
+    assert IDS[2] not in plan.evicted  # never known: trimmed, not evicted

@@ -60,13 +60,16 @@ class Converger:
         record.config = config
         record.name = config.displayname
         record.problems = [Problem(description=w, severity="warning", time=self.w.now()) for w in warnings]
-        plan = plan_snapshots(self._known(record), config.snapshot, record.last_rollback_counter)
+        plan = plan_snapshots(
+            self._known(record), config.snapshot, record.last_rollback_counter, record.evicted
+        )
         if plan.rollback_counter is not None:
             record.last_rollback_counter = plan.rollback_counter
         if plan.error:
             record.problems.append(Problem(description=plan.error, time=self.w.now()))
             ledger.save_app(record)
             return
+        record.evicted = plan.evicted
         record.problems.extend(
             Problem(description=w, severity="warning", time=self.w.now()) for w in plan.warnings
         )

@@ -18,7 +18,9 @@ tested on its own:
   limit, warn "Too many snapshots requested. Max allowed: N" and evict available
   snapshots oldest first by creation time (even the active one), then trim new
   requests from the tail, then drop requested ones never triggered; max 0
-  deletes all;
+  deletes all. An id the limit evicted (or dropped) while the controller still
+  lists it is remembered and not taken again, until the controller drops it
+  from its list (the reference takes it again at the next config: churn);
 - a rollback fires only when ``rollback_cmd.counter`` is strictly greater than
   the last value seen; its target must be an available snapshot, else the app
   gets an error and nothing else of that config is processed.
@@ -26,7 +28,7 @@ tested on its own:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -59,6 +61,8 @@ class SnapshotPlan:
     rollback_to: str | None = None
     rollback_counter: int | None = None
     """The counter value to remember as seen (set whenever it moved)."""
+    evicted: list[str] = field(default_factory=list)
+    """Ids to remember as evicted by the limit: listed, not to be taken again."""
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     """When set, nothing else of this config is processed for the app."""
@@ -66,6 +70,12 @@ class SnapshotPlan:
 
 def unknown_type_warning(snapshot_id: str, number: int) -> str:
     return f"snapshot {snapshot_id}: SnapshotType number {number} is unknown to this device; not taken"
+
+
+def evicted_warning(snapshot_id: str) -> str:
+    return (
+        f"snapshot {snapshot_id} was evicted by max_snapshots; not taken again while the controller lists it"
+    )
 
 
 def too_many_warning(limit: int) -> str:
@@ -76,12 +86,14 @@ def plan_snapshots(
     known: Sequence[KnownSnapshot],
     config: SnapshotConfig | None,
     last_rollback_counter: int | None,
+    evicted: Collection[str] = (),
 ) -> SnapshotPlan:
     """Decide what `config` asks of an app whose snapshots are `known`.
 
     `last_rollback_counter` is None for an app seen for the first time: its
     current counter is then remembered without firing a rollback (a counter
-    only means "roll back" when it moves).
+    only means "roll back" when it moves). `evicted` are the ids the limit
+    evicted before (SnapshotPlan.evicted of the previous plan).
     """
     plan = SnapshotPlan()
     available = [k for k in known if k.state == "available"]
@@ -103,9 +115,13 @@ def plan_snapshots(
             return plan
         plan.rollback_to = target
 
+    plan.evicted = [sid for sid in evicted if sid in wanted_ids and sid not in known_ids]
     for desc in wanted:
         if str(desc.id) in known_ids:
             continue  # idempotent; the caller may log it
+        if str(desc.id) in plan.evicted:
+            plan.warnings.append(evicted_warning(str(desc.id)))
+            continue
         if not isinstance(desc.type, SnapshotType):  # a newer controller's type: not taken
             plan.warnings.append(unknown_type_warning(str(desc.id), int(desc.type)))
             continue
@@ -118,7 +134,9 @@ def plan_snapshots(
         return plan
 
     limit = config.max_snapshots if config else 0
+    before = set(plan.delete) | set(plan.cancel)
     _enforce_limit(plan, available, requested, limit)
+    plan.evicted += [sid for sid in plan.delete + plan.cancel if sid not in before and sid in wanted_ids]
     return plan
 
 
