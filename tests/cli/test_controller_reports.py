@@ -4,11 +4,14 @@ each read strictly by Google's proto3 JSON parser; evesnap's own facts are in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +116,35 @@ def test_status_json_keeps_evesnap_s_facts_apart(cli: Cli) -> None:
             assert int(o["virtualSizeBytes"]) == 16 * 1024 * 1024
     view = controller_view([])
     assert view == {"apps": [], "volumes": []}
+
+
+def test_binary_config_in_and_binary_reports_out(cli: Cli) -> None:
+    from evesnap_core.model.binary import info_messages_from_binary
+    from evesnap_core.model.eve_proto import config_message
+
+    snap = str(uuid.uuid4())
+    message = config_message("EdgeDevConfig")
+    json_format.ParseDict(cli.config_data(activate=False, snapshots=[snap]), message)
+    config = cli.root / "device.pb"
+    config.write_bytes(message.SerializeToString())
+    out = cli("apply", str(config))
+    assert out.returncode == 0, out.stderr
+    app = next(a for a in cli.status()["apps"] if a["AppID"] == APP)
+    assert [s["id"] for s in app["snapshots"]] == [snap]
+
+    unnamed = cli.root / "device-config"  # no suffix: told by its content
+    unnamed.write_bytes(message.SerializeToString())
+    reports = cli.root / "reports.pb"
+    cli.start_agent(unnamed, reports)
+    try:
+        deadline = time.monotonic() + 60
+        found: list[Any] = []
+        while time.monotonic() < deadline and len(found) < 3:
+            with contextlib.suppress(OSError, ValueError):
+                found = info_messages_from_binary(reports.read_bytes())
+            time.sleep(0.1)
+    finally:
+        assert cli.stop_agent() == 143
+    assert [m.WhichOneof("InfoContent") for m in found] == ["ainfo", "vinfo", "vinfo"]
+    assert found[0].ainfo.AppID == APP and found[0].ainfo.snapshots[0].id == snap
+    assert all(m.vinfo.resources.curSizeBytes > 0 for m in found[1:])

@@ -6,7 +6,8 @@ body ``ainfo``) and one per volume (``ZiVolume``, ``vinfo``), each with the
 device id (``devId``) and the time of the report (``atTimeStamp``), so that a
 controller's own parser (Google's, strict) reads every one. evesnap's own
 facts (backend, location, format, virtual size) are the operator's, in
-``evesnap status --json``, never here. Written atomically (durable.atomic_write).
+``evesnap status --json``, never here. Written atomically (durable.atomic_write);
+as binary length-delimited ZInfoMsg instead when asked (model.binary).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from evesnap_core.cli.reports_view import measured
 from evesnap_core.durable import atomic_write, ensure_dir
+from evesnap_core.model.binary import info_messages_to_binary
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.info import ZInfoMsg, ZInfoTypes
 from evesnap_core.orchestrator.engine import Orchestrator
@@ -63,7 +65,10 @@ def info_messages(reports: Reports, dev_id: str, now: datetime | None = None) ->
     return out
 
 
-def write_reports(orch: Orchestrator, path: Path, dev_id: str) -> None:
-    """The controller's reports (with each volume's allocated size) to `path`, atomically."""
+def write_reports(orch: Orchestrator, path: Path, dev_id: str, binary: bool = False) -> None:
+    """The controller's reports (with each volume's allocated size) to `path`,
+    atomically: JSON, or with `binary` length-delimited binary ZInfoMsg."""
     reports, _ = measured(orch, orch.reports(for_controller=True))
-    atomic_write(path, json.dumps(info_messages(reports, dev_id), indent=2).encode())
+    messages = info_messages(reports, dev_id)
+    data = info_messages_to_binary(messages) if binary else json.dumps(messages, indent=2).encode()
+    atomic_write(path, data)

@@ -17,6 +17,7 @@ from evesnap_core.cli.interrupt import StopFlag
 from evesnap_core.cli.output import fail, one_line
 from evesnap_core.cli.reports_view import show
 from evesnap_core.errors import ConfigError, EvesnapError
+from evesnap_core.model.binary import BINARY_SUFFIXES, is_binary
 from evesnap_core.model.loader import LoadedConfig, load_device_config
 from evesnap_core.orchestrator.reports import Reports
 
@@ -26,9 +27,15 @@ STRICT_HELP = (
 )
 
 
+def read_config_file(path: Path, strict: bool) -> LoadedConfig:
+    """A config file as proto3 JSON or binary EdgeDevConfig (by suffix, else content)."""
+    data = path.read_bytes()
+    return load_device_config(data, strict=strict, binary=is_binary(path, data))
+
+
 def _read_config(path: Path, strict: bool) -> LoadedConfig:
     try:
-        return load_device_config(path.read_bytes(), strict=strict)
+        return read_config_file(path, strict)
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}", "check the path", EXIT_INVALID)
         raise
@@ -50,8 +57,10 @@ def _exit_code(reports: Reports) -> int:
 @click.option("--strict", is_flag=True, help=STRICT_HELP)
 @click.pass_obj
 def apply(obj: Any, config: Path, as_json: bool, strict: bool) -> None:
-    """Reconcile once to the device config in CONFIG (the controller's proto3 JSON:
-    apps, volumes, content trees whose URL may be a local file) and print the reports.
+    """Reconcile once to the device config in CONFIG (the controller's proto3 JSON
+    or binary EdgeDevConfig, told by the suffix .json / .pb .bin .binpb, else by
+    content: apps, volumes, content trees whose URL may be a local file) and
+    print the reports.
 
     Each unknown field (and unknown enum number) is one warning line on stderr,
     naming its path and the nearest known name, and a warning on the app.
@@ -106,6 +115,14 @@ def status(obj: Any, app: str | None, as_json: bool) -> None:
     help="Where to write the controller's reports, a JSON array of eve-api ZInfoMsg "
     "(default: <persist>/reports.json).",
 )
+@click.option(
+    "--reports-format",
+    type=click.Choice(["auto", "json", "binary"]),
+    default="auto",
+    show_default=True,
+    help="The reports file as a JSON array of ZInfoMsg, or binary length-delimited ZInfoMsg; "
+    "auto: binary when its name ends in .pb, .bin or .binpb.",
+)
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between checks of the config.")
 @click.option(
     "--policy",
@@ -134,6 +151,7 @@ def agent(
     obj: Any,
     config_path: Path,
     reports_path: Path | None,
+    reports_format: str,
     interval: float,
     policy_path: Path | None,
     resync: float,
@@ -157,6 +175,9 @@ def agent(
     base_dir = config_path.resolve().parent
     session = session_or_fail(obj, base_dir=base_dir)
     reports_path = (reports_path or obj.persist / "reports.json").absolute()
+    binary = reports_format == "binary" or (
+        reports_format == "auto" and reports_path.suffix.lower() in BINARY_SUFFIXES
+    )
     try:
         service, server = _serve(obj.persist, session, api_group) if api else (None, None)
     except ConfigError as exc:  # a runtime folder another user could change
@@ -189,7 +210,7 @@ def agent(
             changed = stamp != seen
             seen, last = stamp, time.monotonic()
             try:
-                loaded = load_device_config(raw, strict=strict)
+                loaded = load_device_config(raw, strict=strict, binary=is_binary(config_path, raw))
             except ConfigError as exc:
                 click.echo(f"evesnap agent: ignoring invalid {config_path}: {exc}", err=True)
                 pending = False
@@ -199,7 +220,7 @@ def agent(
                         click.echo(f"evesnap agent: warning: {config_path.name}: {line}", err=True)
                 with lock:  # local requests queue behind the reconcile, and it behind them
                     session.orchestrator.wiring.resolver.base_dir = base_dir
-                    failures = _agent_pass(session, loaded, reports_path, obj.persist)
+                    failures = _agent_pass(session, loaded, reports_path, obj.persist, binary)
                     if service is not None:
                         service.note_app_states()
                 pending = bool(failures)
@@ -212,7 +233,7 @@ def agent(
             with lock:
                 if policy_tick():
                     try:
-                        _write_controller_reports(session.orchestrator, reports_path, obj.persist)
+                        _write_controller_reports(session.orchestrator, reports_path, obj.persist, binary)
                     except (EvesnapError, OSError) as exc:
                         pending = True
                         click.echo(f"evesnap agent: cannot write the reports: {exc}", err=True)
@@ -228,7 +249,9 @@ def agent(
     raise SystemExit(stopping.exit_code)
 
 
-def _agent_pass(session: Any, loaded: LoadedConfig, reports_path: Path, persist: Path) -> list[str]:
+def _agent_pass(
+    session: Any, loaded: LoadedConfig, reports_path: Path, persist: Path, binary: bool
+) -> list[str]:
     """One reconcile and its reports; what could not be written, one line each.
 
     A full disk (or any OSError on the store) never ends the agent: the apps
@@ -241,15 +264,15 @@ def _agent_pass(session: Any, loaded: LoadedConfig, reports_path: Path, persist:
     except (EvesnapError, OSError) as exc:  # reconcile guards its own steps; this is the last net
         failures = [f"reconcile failed: {exc}"]
     try:
-        _write_controller_reports(orchestrator, reports_path, persist)
+        _write_controller_reports(orchestrator, reports_path, persist, binary)
     except (EvesnapError, OSError) as exc:
         failures.append(f"cannot write the reports to {reports_path}: {exc}")
     return failures
 
 
-def _write_controller_reports(orchestrator: Any, reports_path: Path, persist: Path) -> None:
-    """The controller's ZInfoMsg reports (clones are the device's own: left out)."""
-    write_reports(orchestrator, reports_path, device_id(persist, orchestrator.device))
+def _write_controller_reports(orchestrator: Any, reports_path: Path, persist: Path, binary: bool) -> None:
+    """The controller's ZInfoMsg reports, JSON or binary (clones are the device's own: left out)."""
+    write_reports(orchestrator, reports_path, device_id(persist, orchestrator.device), binary)
 
 
 def _serve(persist: Path, session: Any, group: str | None) -> tuple[Any, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from evesnap_core.errors import ConfigError
+from evesnap_core.model.binary import config_from_binary
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.unknown_fields import ConfigWarning, app_warnings, config_warnings
 from evesnap_core.model.validation import parse_model
@@ -30,12 +31,16 @@ class LoadedConfig:
         return app_warnings(self.warnings)
 
 
-def load_device_config(data: Any, strict: bool = False) -> LoadedConfig:
-    """Parse `data` (JSON text, bytes, or a decoded dict) as a DeviceConfig.
+def load_device_config(data: Any, strict: bool = False, binary: bool = False) -> LoadedConfig:
+    """Parse `data` (JSON text, bytes, or a decoded dict; with `binary`, the
+    bytes of a binary EdgeDevConfig) as a DeviceConfig.
 
     Raises ConfigError when it is invalid, and under `strict` at its first
-    unknown field (unknown enum numbers stay warnings: proto3 accepts them).
+    unknown field (unknown enum numbers stay warnings: proto3 accepts them; a
+    binary config's fields without a definition are kept, not refused).
     """
+    if binary:
+        data = config_from_binary(bytes(data))
     device = parse_model(DeviceConfig, data)
     warnings = config_warnings(device)
     if strict:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from evesnap_core.model.binary import UNKNOWN_FIELDS
 from evesnap_core.model.config import (
     AppInstanceConfig,
     ContentTree,
@@ -54,7 +55,7 @@ NOT_MODELLED: dict[type[ProtoMessage], tuple[str, ...]] = {
 
 
 def _known_names(cls: type[ProtoMessage]) -> set[str]:
-    names = set(wire_names(cls).wire)
+    names = set(wire_names(cls).wire) | {UNKNOWN_FIELDS}  # a binary config's unknown fields, kept
     for original in NOT_MODELLED.get(cls, ()):
         names.update((original, json_name(original)))
     return names
