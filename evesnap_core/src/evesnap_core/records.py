@@ -73,6 +73,12 @@ class VolumeRecord(BaseModel):
         return self.spec.key
 
 
+ADOPTED_META = "adopted-from"
+"""SnapshotInfo.meta key of a volume snapshot evesnap did not make (EVE's, value
+``eve``): its backend knows it by its own name, the id it lists it under, not by
+the app-level snapshot id."""
+
+
 class VolumeSnapshot(BaseModel):
     """One volume's part of an app snapshot (the reference's VolumeSnapshotMeta)."""
 

@@ -44,6 +44,7 @@ from evesnap_core.orchestrator.ledger import Intent, volume_keys
 from evesnap_core.orchestrator.volumes import Volumes
 from evesnap_core.orchestrator.wiring import Wiring
 from evesnap_core.records import (
+    ADOPTED_META,
     AppRecord,
     Problem,
     SnapshotOrigin,
@@ -74,6 +75,11 @@ def display_name(name: str, field: str = "name") -> str:
     """A display name is for people: one printable line, at most 256 characters
     (ConfigError, a ValueError, naming what is wrong: `validation.free_text`)."""
     return free_text(name, field)
+
+
+def backend_id(part: VolumeSnapshot, snapshot_id: str) -> str:
+    """The id `part`'s backend knows this volume snapshot by."""
+    return part.info.snapshot_id if part.info.meta.get(ADOPTED_META) else snapshot_id
 
 
 class SnapshotTransactions:
@@ -230,7 +236,7 @@ class SnapshotTransactions:
                 if attachments and key in attachments:
                     handle = handle.attached(attachments[key])
                 try:
-                    self.w.backend_of(handle).delete_snapshot(handle, snap.id)
+                    self.w.backend_of(handle).delete_snapshot(handle, backend_id(part, snap.id))
                 except EvesnapError as exc:
                     failures.append(f"{key}: {exc}")
                     continue
@@ -276,7 +282,7 @@ class SnapshotTransactions:
                 crashpoint("rollback.app_stopped")
             for key, part in snap.volumes.items():
                 result = self.w.backend_of(part.handle).rollback(
-                    part.handle, sid, destroy_newer=record.rollback_destroy_newer
+                    part.handle, backend_id(part, sid), destroy_newer=record.rollback_destroy_newer
                 )
                 destroyed += [d for d in result.destroyed if d not in destroyed]
                 crashpoint("rollback.volume_done")
@@ -314,7 +320,7 @@ class SnapshotTransactions:
             backend = self.w.backend_of(part.handle)
             if backend.has(Capability.ROLLBACK_ANY):
                 continue
-            check = backend.rollback_check(part.handle, snap.id)
+            check = backend.rollback_check(part.handle, backend_id(part, snap.id))
             blockers += [b for b in check.blockers if b not in blockers]
         return blockers
 
@@ -419,7 +425,9 @@ class SnapshotTransactions:
                 display_name=f"clone of {key} at {snap.id}",
                 backend=part.handle.backend,
             )
-            handle = self.w.backend_of(part.handle).clone(sources[key], snap.id, spec, self.w.progress)
+            handle = self.w.backend_of(part.handle).clone(
+                sources[key], backend_id(part, snap.id), spec, self.w.progress
+            )
             volume = VolumeRecord(
                 spec=spec,
                 handle=handle,
@@ -448,7 +456,10 @@ class SnapshotTransactions:
         opened: dict[str, ReadOnlyExport] = {}
         try:
             for key, handle in self._source_handles(record, snap).items():
-                opened[key] = self.w.backend_of(handle).open_snapshot(handle, snap.id, str(where))
+                part = snap.volumes[key]
+                opened[key] = self.w.backend_of(handle).open_snapshot(
+                    handle, backend_id(part, snap.id), str(where)
+                )
         except EvesnapError:
             for key, export in opened.items():
                 with contextlib.suppress(EvesnapError):

@@ -49,6 +49,7 @@ from evesnap_core.errors import NoSpace, StateError
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.records import AppRecord, Damaged, SnapshotRecord, VolumeRecord
 from evesnap_core.state import legacy
+from evesnap_core.state.eve_snapshots import is_eve_written, read_eve_snapshot
 from evesnap_core.state.files import (
     APP_CONFIG,
     SNAPSHOT_FILES,
@@ -250,6 +251,12 @@ class PersistStore:
             snapshot_folder_name(name)
             paths = f"{folder}/{SNAPSHOT_STATUS}", f"{folder}/{VOLUMES_STATUS}", f"{folder}/{APP_CONFIG}"
             raws = [_slurp_stored(path) for path in paths]
+            if is_eve_written(raws[0]):  # a folder EVE itself left: adopted, not set aside
+                adopted, warnings = read_eve_snapshot(name, raws, paths, self.persist)
+                self.warnings.extend(warnings)
+                for path, raw in zip(paths, raws, strict=True):
+                    self._written[path] = raw
+                return adopted
             status = parse_stored(SnapshotInstanceStatus, raws[0], paths[0])
             volumes = parse_stored(VolumesSnapshotStatus, raws[1], paths[1])
             config = parse_stored(AppInstanceConfigFile, raws[2], paths[2])

@@ -390,10 +390,24 @@ class Qcow2Backend:
             out.append(self._info(volume, entry, record, sid or entry.name))
         return out
 
+    def _tag_for(self, image: Path, volume: VolumeHandle, snapshot_id: str) -> str:
+        """The tag of `snapshot_id`: evesnap's own name of it, or, for a tag of this
+        volume that evesnap did not make (EVE's ``<uuid>#<gen>-snapshot-<time>``),
+        the tag itself, which is the id evesnap_list_snapshots gives it."""
+        tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
+        if (
+            snapshot_id != tag
+            and snapshot_id.startswith(naming.prefix(volume.uuid, volume.generation))
+            and self._find(image, tag) is None
+            and self._find(image, snapshot_id) is not None
+        ):
+            return snapshot_id
+        return tag
+
     def _tag_of(self, volume: VolumeHandle, snapshot_id: str) -> tuple[Path, str]:
         image = self._image(volume)
         self._require_image(image)
-        tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
+        tag = self._tag_for(image, volume, snapshot_id)
         if self._find(image, tag) is None:
             raise SnapshotNotFound(snapshot_id, volume.key)
         return image, tag
@@ -426,8 +440,8 @@ class Qcow2Backend:
         image = self._image(volume)
         if not image.exists():
             return
-        tag = naming.tag(volume.uuid, volume.generation, snapshot_id)
         with self._locked(image):
+            tag = self._tag_for(image, volume, snapshot_id)
             state = sidecar.load(image)
             users = [k for k, e in state.exports.items() if e.tag == tag and exports.alive(e.pid)]
             if users:

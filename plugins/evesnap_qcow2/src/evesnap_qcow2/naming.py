@@ -8,6 +8,8 @@ otherwise). The tag is therefore ASCII,
 never numeric (qemu-img reads a numeric argument as a snapshot *ID*), always
 under 128 bytes, the same for the same id after a restart, and safe whatever
 characters the id holds; the creation time is in the snapshot table anyway.
+A tag of the volume that evesnap did not make (EVE's, with a timestamp) is
+listed under its own name, and the backend takes that name as its id.
 """
 
 from __future__ import annotations
