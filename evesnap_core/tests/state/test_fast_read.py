@@ -200,7 +200,7 @@ def test_a_file_as_evesnap_writes_it_takes_the_fast_path(
         lambda d: d["Snapshot"].pop("DisplayName"),  # nested missing optional
         lambda d: d["Snapshot"].update(Color="red"),  # nested unknown
         lambda d: d.pop("AppInstanceID"),  # missing mandatory
-        lambda d: d.update(SchemaVersion=2),  # newer schema
+        lambda d: d.update(SchemaVersion=d["SchemaVersion"] + 1),  # newer schema
     ],
     ids=["unknown", "missing optional", "nested missing optional", "nested unknown", "mandatory", "newer"],
 )

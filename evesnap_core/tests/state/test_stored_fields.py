@@ -138,7 +138,7 @@ CASES: list[tuple[str, type[StoredFile], dict[str, Any], str | None, list[str]]]
         "dict of structs: missing mandatory",
         VolumesSnapshotStatus,
         without(volumes_doc(), "VolumeSnapshotMeta", f"{VOLUME}#1", "Volume"),
-        f"Critical field VolumeSnapshotMeta[{VOLUME}#1].Volume missing in stored data in {{file}}",
+        f"Critical field EvesnapVolumes[{VOLUME}#1].Volume missing in stored data in {{file}}",
         [],
     ),
     (
@@ -165,8 +165,8 @@ CASES: list[tuple[str, type[StoredFile], dict[str, Any], str | None, list[str]]]
     (
         "wrong type names the field",
         SnapshotInstanceStatus,
-        {**status_doc(), "ConfigVersion": {"not": "a string"}},
-        "field ConfigVersion: Input should be a valid string in stored data in {file}",
+        {**status_doc(), "ConfigVersion": {"UUID": APP, "Version": 7}},
+        "field ConfigVersion.Version: Input should be a valid string in stored data in {file}",
         [],
     ),
     (
@@ -242,9 +242,14 @@ def test_an_older_schema_is_migrated_on_read() -> None:
 
 
 def test_a_newer_schema_loads_what_is_known_with_a_warning() -> None:
-    doc = {**status_doc(), "SchemaVersion": 9, "Hologram": True}
+    doc = {
+        **status_doc(),
+        "SchemaVersion": 9,
+        "Hologram": True,
+        "ConfigVersion": {"UUID": APP, "Version": "7"},
+    }
     loaded = parse_stored(SnapshotInstanceStatus, json.dumps(doc), "f")
-    assert loaded.value.config_version == "7"
+    assert loaded.value.config_version.version == "7"
     assert any("schema 9 by a newer evesnap" in w for w in loaded.warnings)
 
 
@@ -252,3 +257,16 @@ def test_a_newer_schema_loads_what_is_known_with_a_warning() -> None:
 def test_a_nonsense_schema_version_is_refused(version: object) -> None:
     with pytest.raises(StateError, match="field SchemaVersion"):
         parse_stored(SnapshotInstanceStatus, json.dumps({**status_doc(), "SchemaVersion": version}), "f")
+
+
+def test_schema_1_files_are_migrated_to_eve_s_shapes() -> None:
+    """Schema 2 writes EVE's shapes: ConfigVersion {UUID, Version}; VolumeSnapshotMeta
+    {volume UUID: the backend's own name}, evesnap's records under EvesnapVolumes."""
+    status = parse_stored(SnapshotInstanceStatus, json.dumps(status_doc()), "f")
+    assert status.warnings == []
+    assert str(status.value.config_version.uuid) == APP and status.value.config_version.version == "7"
+    assert json.loads(status.value.dump())["ConfigVersion"] == {"UUID": APP, "Version": "7"}
+    volumes = parse_stored(VolumesSnapshotStatus, json.dumps(volumes_doc()), "f")
+    assert volumes.warnings == []
+    assert volumes.value.volume_snapshot_meta == {VOLUME: "tag"}
+    assert list(volumes.value.evesnap_volumes) == [f"{VOLUME}#1"]

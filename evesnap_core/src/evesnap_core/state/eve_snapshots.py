@@ -46,7 +46,8 @@ VOLUMES_SNAPSHOT_STATUS = {
 """Go struct fields of pkg/pillar/types (zedmanagertypes.go, volumetypes.go), in order."""
 
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
-_QCOW2_TAG = re.compile(r"(?P<uuid>[0-9a-fA-F-]{36})#(?P<gen>[0-9]+)-snapshot-[0-9]{14}")
+_QCOW2_TAG = re.compile(r"(?P<uuid>[0-9a-fA-F-]{36})#(?P<gen>[0-9]+)-snapshot-.+")
+"""EVE's tags end in a timestamp; evesnap's (which EVE's file handler applies the same way) in an id."""
 _ZFS_PATH = re.compile(r"(?P<dataset>.*/(?P<uuid>[0-9a-fA-F-]{36})\.(?P<gen>[0-9]+))@.+")
 
 

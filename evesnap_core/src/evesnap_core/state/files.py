@@ -8,7 +8,17 @@ Snapshot folders follow the reference (``<persist>/snapshots/<snapshotID>/``):
 - ``snapshotInstanceStatus.json``: the snapshot itself, its state (a pending
   deletion is recorded here and survives a reboot), parent and error.
 
-The reference's mandatory fields are mandatory here too. What the reference
+The reference's mandatory fields are mandatory here too, with the reference's
+names and JSON types (schema 2), so that EVE's own reader accepts a folder
+evesnap wrote (a device rolled back to an EVE image keeps its snapshots):
+``ConfigVersion`` is EVE's ``{UUID, Version}``, ``VolumeSnapshotMeta`` maps each
+volume UUID to the backend's own name of its snapshot (a qcow2 tag, which EVE's
+file handler applies and deletes by name), and ``appInstanceConfig.json``
+carries the Go ``types.AppInstanceConfig`` fields EVE matches and restores
+(``UUIDandVersion``, ``DisplayName``, ``VolumeRefConfigList``, ``Activate``,
+``RestartCmd``, ``PurgeCmd``, ``Snapshot``) beside evesnap's own. evesnap's
+additions are extra fields, which EVE's reader warns about and ignores
+(``EvesnapVolumes``: each volume's full record). What the reference
 lacks lives under ``<persist>/evesnap/``: per-app state (the last rollback
 counter seen, the current snapshot, a rollback under way), volumes, the last
 device config and the intent journal.
@@ -46,10 +56,28 @@ class SnapshotDescription(StoredModel):
     display_name: str = Field("", alias="DisplayName")
 
 
+class StoredUUIDandVersion(StoredModel):
+    """EVE's ``types.UUIDandVersion``."""
+
+    uuid: UUID = Field(alias="UUID")
+    version: str = Field("", alias="Version")
+
+
+def _config_version_object(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: ConfigVersion was the version string; EVE's is {UUID, Version}."""
+    version = data.get("ConfigVersion")
+    if isinstance(version, str):
+        data["ConfigVersion"] = {"UUID": data.get("AppInstanceID"), "Version": version}
+    return data
+
+
 class SnapshotInstanceStatus(StoredFile):
+    SCHEMA = 2
+    MIGRATIONS = {1: _config_version_object}
+
     snapshot: SnapshotDescription = Field(alias="Snapshot")
     app_instance_id: UUID = Field(alias="AppInstanceID")
-    config_version: str = Field(alias="ConfigVersion")
+    config_version: StoredUUIDandVersion = Field(alias="ConfigVersion")
     state: SnapshotState = Field("available", alias="State")
     origin: SnapshotOrigin = Field("controller", alias="Origin")
     time_triggered: datetime | None = Field(None, alias="TimeTriggered")
@@ -64,19 +92,122 @@ class VolumeSnapshotMeta(StoredModel):
     volume: VolumeSnapshot = Field(alias="Volume")
 
 
+def eve_volume_meta(volumes: dict[str, VolumeSnapshot]) -> dict[str, str]:
+    """EVE's VolumeSnapshotMeta: volume UUID -> the backend's own name of its snapshot."""
+    return {str(v.handle.uuid): v.info.name for _, v in sorted(volumes.items())}
+
+
+def _eve_volume_meta(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: evesnap's per-volume records move to EvesnapVolumes;
+    VolumeSnapshotMeta becomes EVE's {volume UUID: backend name}."""
+    records = data.pop("VolumeSnapshotMeta", None)
+    if isinstance(records, dict):
+        data["EvesnapVolumes"] = records
+        meta: dict[str, Any] = {}
+        for key, record in records.items():
+            volume = record.get("Volume") if isinstance(record, dict) else None
+            info = volume.get("info") if isinstance(volume, dict) else None
+            name = info.get("name") if isinstance(info, dict) else None
+            meta[str(key).split("#", 1)[0]] = name if isinstance(name, str) else ""
+        data["VolumeSnapshotMeta"] = meta
+    return data
+
+
 class VolumesSnapshotStatus(StoredFile):
+    SCHEMA = 2
+    MIGRATIONS = {1: _eve_volume_meta}
+
     snapshot_id: str = Field(alias="SnapshotID")
-    volume_snapshot_meta: dict[str, VolumeSnapshotMeta] = Field(alias="VolumeSnapshotMeta")
+    volume_snapshot_meta: dict[str, str] = Field(alias="VolumeSnapshotMeta")
+    """EVE's: volume UUID -> the backend's own name of its snapshot."""
     app_uuid: UUID = Field(alias="AppUUID")
+    evesnap_volumes: dict[str, VolumeSnapshotMeta] = Field(alias="EvesnapVolumes")
+    """evesnap's: each volume's (uuid#generation) full record."""
     volume_keys: list[str] = Field(default_factory=list, alias="VolumeKeys")
 
 
+def go_app_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The Go ``types.AppInstanceConfig`` fields EVE matches a snapshot by and
+    restores, from the proto3 JSON config (EVE's own, when the snapshot came
+    from EVE and kept it under ``evesnapEveConfig``)."""
+    original = config.get("evesnapEveConfig")
+    if isinstance(original, dict):
+        return {name: original.get(name) for name in GO_APP_FIELDS if name in original}
+
+    def cmd(value: Any) -> dict[str, Any]:
+        counter = value.get("counter", 0) if isinstance(value, dict) else 0
+        return {"Counter": int(counter or 0), "ApplyTime": ""}
+
+    ids = config.get("uuidandversion") or {}
+    snap = config.get("snapshot") or {}
+    app = ids.get("uuid", "")
+    return {
+        "UUIDandVersion": {"UUID": app, "Version": ids.get("version", "")},
+        "DisplayName": config.get("displayname", ""),
+        "VolumeRefConfigList": [
+            {
+                "VolumeID": ref.get("uuid", ""),
+                "GenerationCounter": int(ref.get("generationCount", 0) or 0),
+                "LocalGenerationCounter": 0,
+                "AppUUID": app,
+                "MountDir": ref.get("mountDir", ref.get("mount_dir", "")),
+                "VerifyOnly": False,
+            }
+            for ref in config.get("volumeRefList") or []
+        ],
+        "Activate": bool(config.get("activate", False)),
+        "RestartCmd": cmd(config.get("restart")),
+        "PurgeCmd": cmd(config.get("purge")),
+        "Snapshot": {
+            "ActiveSnapshot": snap.get("activeSnapshot", ""),
+            "MaxSnapshots": int(snap.get("maxSnapshots", 0) or 0),
+            "RollbackCmd": cmd(snap.get("rollbackCmd")),
+            "Snapshots": [
+                {"SnapshotID": d.get("id", ""), "SnapshotType": _type_number(d.get("type"))}
+                for d in snap.get("snapshots") or []
+            ],
+        },
+    }
+
+
+GO_APP_FIELDS = (
+    "UUIDandVersion", "DisplayName", "VolumeRefConfigList", "Activate", "RestartCmd", "PurgeCmd", "Snapshot",
+)  # fmt: skip
+
+
+def _type_number(value: Any) -> int:
+    if isinstance(value, str):
+        member = SnapshotType.__members__.get(value)
+        return int(member) if member is not None else 0
+    return int(value or 0)
+
+
+def _go_app_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: the Go AppInstanceConfig fields beside evesnap's own."""
+    config = data.get("Config")
+    if isinstance(config, dict):
+        for name, value in go_app_fields(config).items():
+            data.setdefault(name, value)
+    return data
+
+
 class AppInstanceConfigFile(StoredFile):
+    SCHEMA = 2
+    MIGRATIONS = {1: _go_app_fields}
+
     app_instance_id: UUID = Field(alias="AppInstanceID")
     config_id: UUID = Field(alias="ConfigID")
     config_version: str = Field(alias="ConfigVersion")
     config: dict[str, Any] = Field(alias="Config")
     """The AppInstanceConfig in proto3 JSON; validated when a rollback needs it."""
+    # EVE's Go types.AppInstanceConfig, for EVE's reader (evesnap reads Config)
+    uuid_and_version: dict[str, Any] | None = Field(None, alias="UUIDandVersion")
+    display_name: str | None = Field(None, alias="DisplayName")
+    volume_ref_config_list: list[dict[str, Any]] | None = Field(None, alias="VolumeRefConfigList")
+    activate: bool | None = Field(None, alias="Activate")
+    restart_cmd: dict[str, Any] | None = Field(None, alias="RestartCmd")
+    purge_cmd: dict[str, Any] | None = Field(None, alias="PurgeCmd")
+    snapshot: dict[str, Any] | None = Field(None, alias="Snapshot")
 
 
 class AppState(StoredFile):

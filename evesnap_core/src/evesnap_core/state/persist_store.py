@@ -62,9 +62,12 @@ from evesnap_core.state.files import (
     QuarantineNote,
     SnapshotDescription,
     SnapshotInstanceStatus,
+    StoredUUIDandVersion,
     VolumeSnapshotMeta,
     VolumesSnapshotStatus,
     VolumeState,
+    eve_volume_meta,
+    go_app_fields,
 )
 from evesnap_core.state.stored import (
     StoredFile,
@@ -288,10 +291,10 @@ class PersistStore:
             error=s.error,
             exports=s.exports,
             config_id=c.config_id,
-            config_version=s.config_version,
+            config_version=s.config_version.version,
             config_json=_config_json(c.config),
             volume_keys=v.volume_keys,
-            volumes={key: meta.volume for key, meta in v.volume_snapshot_meta.items()},
+            volumes={key: meta.volume for key, meta in v.evesnap_volumes.items()},
         )
 
     # ================================================================ quarantine
@@ -516,19 +519,29 @@ class PersistStore:
 
 def snapshot_files(snapshot: SnapshotRecord) -> dict[str, StoredFile]:
     """The three files of a snapshot folder."""
+    config = json.loads(snapshot.config_json)
+    go = go_app_fields(config)
     return {
         APP_CONFIG: AppInstanceConfigFile(
             schema_version=AppInstanceConfigFile.SCHEMA,
             app_instance_id=snapshot.app,
             config_id=snapshot.config_id,
             config_version=snapshot.config_version,
-            config=json.loads(snapshot.config_json),
+            config=config,
+            uuid_and_version=go.get("UUIDandVersion"),
+            display_name=go.get("DisplayName"),
+            volume_ref_config_list=go.get("VolumeRefConfigList"),
+            activate=go.get("Activate"),
+            restart_cmd=go.get("RestartCmd"),
+            purge_cmd=go.get("PurgeCmd"),
+            snapshot=go.get("Snapshot"),
         ),
         VOLUMES_STATUS: VolumesSnapshotStatus(
             schema_version=VolumesSnapshotStatus.SCHEMA,
             snapshot_id=snapshot.id,
-            volume_snapshot_meta={k: VolumeSnapshotMeta(volume=v) for k, v in snapshot.volumes.items()},
+            volume_snapshot_meta=eve_volume_meta(snapshot.volumes),
             app_uuid=snapshot.app,
+            evesnap_volumes={k: VolumeSnapshotMeta(volume=v) for k, v in snapshot.volumes.items()},
             volume_keys=snapshot.volume_keys,
         ),
         SNAPSHOT_STATUS: SnapshotInstanceStatus(
@@ -537,7 +550,7 @@ def snapshot_files(snapshot: SnapshotRecord) -> dict[str, StoredFile]:
                 snapshot_id=snapshot.id, snapshot_type=snapshot.type, display_name=snapshot.display_name
             ),
             app_instance_id=snapshot.app,
-            config_version=snapshot.config_version,
+            config_version=StoredUUIDandVersion(uuid=snapshot.config_id, version=snapshot.config_version),
             state=snapshot.state,
             origin=snapshot.origin,
             time_triggered=snapshot.requested,
