@@ -51,10 +51,12 @@ def snapshot_instance_status(snap: str, app: str, version: str) -> dict[str, Any
     }
 
 
-def volumes_snapshot_status(snap: str, app: str, volumes: list[str]) -> dict[str, Any]:
+def volumes_snapshot_status(
+    snap: str, app: str, volumes: list[str], meta: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {  # types.VolumesSnapshotStatus (ErrorAndTimeWithSource promoted)
         "SnapshotID": snap,
-        "VolumeSnapshotMeta": {v: eve_tag(v) for v in volumes},
+        "VolumeSnapshotMeta": meta or {v: eve_tag(v) for v in volumes},
         "TimeCreated": CREATED,
         "AppUUID": app,
         "RefCount": 1,
@@ -121,13 +123,20 @@ def app_instance_config(app: str, version: str, name: str, volumes: list[str], s
 
 
 def write_eve_snapshot_folder(
-    persist: Path, snap: str, app: str, version: str, name: str, volumes: list[str]
+    persist: Path,
+    snap: str,
+    app: str,
+    version: str,
+    name: str,
+    volumes: list[str],
+    meta: dict[str, str] | None = None,
 ) -> Path:
+    """`meta`: VolumeSnapshotMeta when not qcow2 tags (ZFS: the full snapshot path)."""
     folder = persist / "snapshots" / snap
     folder.mkdir(parents=True)
     files = {
         "snapshotInstanceStatus.json": snapshot_instance_status(snap, app, version),
-        "volumesSnapshotStatus.json": volumes_snapshot_status(snap, app, volumes),
+        "volumesSnapshotStatus.json": volumes_snapshot_status(snap, app, volumes, meta),
         "appInstanceConfig.json": app_instance_config(app, version, name, volumes, snap),
     }
     for file_name, data in files.items():

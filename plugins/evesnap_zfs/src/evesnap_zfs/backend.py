@@ -152,7 +152,7 @@ class ZfsBackend:
         datasets.retry_busy(self._exc(), action, dataset, BUSY_RETRIES, BUSY_PAUSE)
 
     def _find(self, dataset: str, snapshot_id: str) -> str | None:
-        return next((n for n, i, _, _ in datasets.snapshots(dataset) if i == snapshot_id), None)
+        return next((n for n, i, _, _ in datasets.snapshots(dataset) if (i or n) == snapshot_id), None)
 
     def _info(
         self, volume: VolumeHandle, name: str, ident: str, parent: str | None, created: int
@@ -322,7 +322,9 @@ class ZfsBackend:
 
     def _newer(self, dataset: str, snapshot_id: str) -> tuple[str, list[tuple[str, str]]]:
         rows = datasets.snapshots(dataset)
-        index = next((k for k, r in enumerate(rows) if r[1] == snapshot_id), None)
+        # a snapshot evesnap did not make (EVE's) has no evesnap:id: its full name is its id,
+        # as evesnap_list_snapshots gives it
+        index = next((k for k, r in enumerate(rows) if (r[1] or r[0]) == snapshot_id), None)
         if index is None:
             raise SnapshotNotFound(snapshot_id, dataset)
         return rows[index][0], [(n, i or n) for n, i, _, _ in rows[index + 1 :]]
@@ -364,7 +366,7 @@ class ZfsBackend:
         if not self._exists(dataset):
             return
         rows = datasets.snapshots(dataset)
-        name = next((n for n, i, _, _ in rows if i == snapshot_id), None)
+        name = next((n for n, i, _, _ in rows if (i or n) == snapshot_id), None)
         if name is None:
             return
         self._destroy_snapshots([name.encode()], volume.key, snapshot_id)

@@ -6,7 +6,8 @@ reference's ``persist/vault/volumes/<uuid>.<gen>``. A snapshot is
 the rare case two are made in the same millisecond). The app-level snapshot id
 is not part of the name: it is kept in the user property ``evesnap:id``,
 base64url-encoded so that any id survives ``zfs list``'s tab-separated output;
-``evesnap:parent`` likewise names the parent.
+``evesnap:parent`` likewise names the parent. A snapshot without ``evesnap:id``
+(EVE's own) is listed, rolled back to and deleted under its full name.
 """
 
 from __future__ import annotations
