@@ -26,7 +26,7 @@ import pytest
 from evesnap_core.discovery import load_backends
 from evesnap_core.testing.loopfs import loop_filesystem_fixture
 
-from ..support import EVESNAP, MIB, Cli
+from ..support import EVESNAP, MIB, Cli, controller_view
 
 APP_A = "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
 APP_B = "7ba7b810-9dad-41d1-80b4-00c04fd430c8"
@@ -457,7 +457,9 @@ def test_the_agent_keeps_running_on_a_full_disk_and_converges_once_freed(
             while time.monotonic() < deadline:
                 assert agent.poll() is None, (tmp_path / "agent.log").read_text()
                 try:
-                    apps = {a["AppID"]: a for a in json.loads(report_file.read_text())["apps"]}
+                    apps = {
+                        a["AppID"]: a for a in controller_view(json.loads(report_file.read_text()))["apps"]
+                    }
                     if predicate(apps):
                         return apps
                 except (OSError, ValueError, KeyError):
@@ -702,7 +704,7 @@ def test_the_agent_sees_a_config_replaced_with_the_same_size_and_mtime(cli: Cli,
             while time.monotonic() < deadline:
                 assert agent.poll() is None, (tmp_path / "agent.log").read_text()
                 try:
-                    apps = json.loads(report_file.read_text())["apps"]
+                    apps = controller_view(json.loads(report_file.read_text()))["apps"]
                     if apps and all(a.get("appVersion") == version for a in apps):
                         return
                 except (OSError, ValueError, KeyError):

@@ -13,6 +13,7 @@ as binary length-delimited ZInfoMsg instead when asked (model.binary).
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from evesnap_core.cli.reports_view import measured
 from evesnap_core.durable import atomic_write, ensure_dir
+from evesnap_core.errors import EvesnapError
 from evesnap_core.model.binary import info_messages_to_binary
 from evesnap_core.model.config import DeviceConfig
 from evesnap_core.model.info import ZInfoMsg, ZInfoTypes
@@ -31,6 +33,8 @@ DEVICE_ID_FILE = "device-id"
 """Under <persist>/evesnap/: the device id evesnap made for itself when the
 controller's config does not name one (EdgeDevConfig.id)."""
 
+log = logging.getLogger(__name__)
+
 
 def device_id(persist: Path, device: DeviceConfig) -> str:
     """The controller's id for this device (the config's ``id.uuid``), else a
@@ -41,14 +45,23 @@ def device_id(persist: Path, device: DeviceConfig) -> str:
             return str(uuid.UUID(given["uuid"]))
         except ValueError:
             pass
+    global _made
     path = persist / "evesnap" / DEVICE_ID_FILE
     try:
         return str(uuid.UUID(path.read_text().strip()))
     except (OSError, ValueError):
-        made = str(uuid.uuid4())
+        pass
+    _made = _made or str(uuid.uuid4())
+    try:  # kept for the next process; a full disk only delays that, never the reports
         ensure_dir(path.parent)
-        atomic_write(path, (made + "\n").encode())
-        return made
+        atomic_write(path, (_made + "\n").encode())
+    except (EvesnapError, OSError) as exc:
+        log.warning("cannot keep the device id in %s yet: %s", path, exc)
+    return _made
+
+
+_made = ""
+"""The id made by this process while it could not be kept (a full disk)."""
 
 
 def info_messages(reports: Reports, dev_id: str, now: datetime | None = None) -> list[dict[str, Any]]:

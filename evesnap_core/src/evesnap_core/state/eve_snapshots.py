@@ -31,6 +31,7 @@ from evesnap_core.errors import StateError
 from evesnap_core.handler_types import SnapshotInfo, VolumeHandle
 from evesnap_core.model.config import SnapshotType
 from evesnap_core.records import ADOPTED_META, Problem, SnapshotRecord, VolumeSnapshot
+from evesnap_core.state.stored import MAX_STATE_DEPTH, too_deep
 
 SNAPSHOT_INSTANCE_STATUS = {
     "mandatory": ("Snapshot", "AppInstanceID", "ConfigVersion"),
@@ -54,6 +55,8 @@ _ZFS_PATH = re.compile(r"(?P<dataset>.*/(?P<uuid>[0-9a-fA-F-]{36})\.(?P<gen>[0-9
 def is_eve_written(raw_status: bytes) -> bool:
     """EVE's snapshotInstanceStatus.json: a JSON object with a ``Snapshot`` and no
     ``SchemaVersion`` (which every file evesnap writes carries)."""
+    if too_deep(raw_status):  # parsed below by json: bounded first, like every state file
+        return False
     try:
         data = json.loads(raw_status)
     except ValueError:
@@ -62,6 +65,8 @@ def is_eve_written(raw_status: bytes) -> bool:
 
 
 def _object(raw: bytes, where: str) -> dict[str, Any]:
+    if too_deep(raw):
+        raise StateError(where, f"nested more than {MAX_STATE_DEPTH} levels deep")
     try:
         data = json.loads(raw)
     except ValueError as exc:
