@@ -11,8 +11,10 @@ inconsistent raises CorruptVolume or FormatError, never a wrong answer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,27 +37,35 @@ class Sizes:
     corrupt: bool
 
 
-def read_sizes(path: Path) -> Sizes:
-    """The virtual size and the header's dirty and corrupt bits (offsets 24 and
-    72 of the header), and the bytes the file occupies on disk (what qemu-img
-    calls actual-size): what every ``status`` asks of every volume, without
-    starting a process or scanning the image."""
+@contextlib.contextmanager
+def _header(path: Path, length: int) -> Iterator[tuple[int, bytes, int]]:
+    """The open image (fd), its first `length` bytes and its qcow2 version;
+    VolumeNotFound or FormatError when it is missing or not qcow2 v2/v3."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise VolumeNotFound(str(path), "image file missing") from None
     try:
-        head = os.pread(fd, 80, 0)
+        head = os.pread(fd, length, 0)
         if len(head) < 72 or head[:4] != MAGIC:
             raise FormatError(f"{path} is not a qcow2 image")
         version = struct.unpack(">I", head[4:8])[0]
         if version not in (2, 3):
             raise FormatError(f"{path} is qcow2 version {version}, not 2 or 3")
+        yield fd, head, version
+    finally:
+        os.close(fd)
+
+
+def read_sizes(path: Path) -> Sizes:
+    """The virtual size and the header's dirty and corrupt bits (offsets 24 and
+    72 of the header), and the bytes the file occupies on disk (what qemu-img
+    calls actual-size): what every ``status`` asks of every volume, without
+    starting a process or scanning the image."""
+    with _header(path, 80) as (fd, head, version):
         virtual = struct.unpack(">Q", head[24:32])[0]
         features = struct.unpack(">Q", head[72:80])[0] if version == 3 and len(head) == 80 else 0
         return Sizes(virtual, os.fstat(fd).st_blocks * 512, bool(features & DIRTY), bool(features & CORRUPT))
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -69,17 +79,7 @@ class TableEntry:
 def read_snapshot_table(path: Path) -> list[TableEntry]:
     """The snapshot table, read with a few ``pread`` calls (the table is one
     contiguous run of entries), because this runs before and after every create."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise VolumeNotFound(str(path), "image file missing") from None
-    try:
-        head = os.pread(fd, 72, 0)
-        if len(head) < 72 or head[:4] != MAGIC:
-            raise FormatError(f"{path} is not a qcow2 image")
-        version = struct.unpack(">I", head[4:8])[0]
-        if version not in (2, 3):
-            raise FormatError(f"{path} is qcow2 version {version}, not 2 or 3")
+    with _header(path, 72) as (fd, head, _):
         count, offset = struct.unpack(">IQ", head[60:72])
         if count > MAX_SNAPSHOTS:
             raise CorruptVolume(f"{path}: snapshot count {count} is implausible")
@@ -101,8 +101,6 @@ def read_snapshot_table(path: Path) -> list[TableEntry]:
             entries.append(TableEntry(ident, name, sec, nsec))
             pos = (end + 7) & ~7
         return entries
-    finally:
-        os.close(fd)
 
 
 def _read_more(fd: int, offset: int, table: bytes, needed: int, size: int, path: Path) -> bytes:
