@@ -3,6 +3,7 @@ a subprocess, a QEMU app's guest writes, and reads of volume bytes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -163,4 +164,26 @@ class Cli:
         if self.agent is not None and self.agent.poll() is None:
             self.agent.kill()
         self("apply", "/dev/stdin", stdin='{"apps": []}')
+        left = self("status", "--json")  # clones are the device's own: a config never removes them
+        for app in json.loads(left.stdout).get("apps", []) if left.returncode == 0 else []:
+            self("clone", "delete", app["AppID"])
+        for pid in _qemus_using(self.run_dir):  # last resort: no VM of a test outlives it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(self.run_dir)], check=False)
+
+
+def _qemus_using(folder: Path) -> list[int]:
+    """qemu-system processes whose command line names `folder` (their sockets are there)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        named = os.path.basename(argv[0]).startswith(b"qemu-system")
+        if named and any(str(folder).encode() in a for a in argv):
+            found.append(int(entry.name))
+    return found

@@ -75,3 +75,5 @@ def test_a_running_apps_snapshot_clones_into_volumes_and_an_app(running: tuple[C
     assert apps[clone["app"]]["state"] == "RUNNING", "the cloned app did not start"
     assert qemu_io_read(clone["volumes"][0], "qcow2", 0, MIB) == b"\x07" * MIB
     assert cli.data() == b"\x09" * MIB, "the running app's own bytes changed"
+    ok(cli, "clone", "delete", clone["app"])  # the device's own: no controller config removes it
+    assert clone["app"] not in {a["AppID"] for a in cli.status()["apps"]}
