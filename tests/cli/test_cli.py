@@ -8,28 +8,14 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from evesnap_core.discovery import load_backends
-
 from ..support import APP, EVESNAP, MIB, VOL, Cli, controller_view, volume_rows
 
 pytestmark = pytest.mark.qemu
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    if "qcow2" not in load_backends(tmp_path).backends:
-        pytest.skip("evesnap-qcow2 is not installed (run scripts/setup)")
-    made = Cli(tmp_path)
-    try:
-        yield made
-    finally:
-        made.cleanup()
 
 
 def test_invalid_config_exits_2_naming_the_field_and_changes_nothing(cli: Cli) -> None:

@@ -7,13 +7,8 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
-
-from evesnap_core.discovery import load_backends
 
 from ..support import APP, EVESNAP, VOL, Cli
 
@@ -24,17 +19,6 @@ TYPOS = [
     "apps[0].volumeRefLst: unknown field; did you mean volumeRefList?",
     "volumes[0].maxsizebyte: unknown field; did you mean maxsizebytes?",
 ]
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    if "qcow2" not in load_backends(tmp_path).backends:
-        pytest.skip("evesnap-qcow2 is not installed (run scripts/setup)")
-    made = Cli(tmp_path)
-    try:
-        yield made
-    finally:
-        made.cleanup()
 
 
 def typo_config(cli: Cli) -> Path:

@@ -5,13 +5,11 @@ deleted, nothing quarantined or orphaned. Apps stay halted: no QEMU."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 
-from evesnap_core.discovery import load_backends
 from evesnap_core.errors import StateError
 from evesnap_core.state.eve_snapshots import read_eve_snapshot
 from evesnap_core.testing.conformance.harness import qemu_io_read
@@ -21,17 +19,6 @@ from ..support import APP, MIB, VOL, Cli
 
 SNAP = "6ba7b8c0-9dad-41d1-80b4-00c04fd430c8"
 FILES = ("snapshotInstanceStatus.json", "volumesSnapshotStatus.json", "appInstanceConfig.json")
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    if "qcow2" not in load_backends(tmp_path).backends:
-        pytest.skip("evesnap-qcow2 is not installed (run scripts/setup)")
-    made = Cli(tmp_path)
-    try:
-        yield made
-    finally:
-        made.cleanup()
 
 
 def eve_device(cli: Cli) -> Path:
