@@ -23,7 +23,7 @@ from evesnap_core.api.openapi import text as openapi_text
 from evesnap_core.settings import default_persist_dir, default_runtime_dir
 from evesnap_launch import client as launch
 
-from ..support import APP, EVESNAP, MIB, Cli
+from ..support import APP, EVESNAP, MIB, VOL, VOL2, Cli
 
 pytestmark = pytest.mark.qemu
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,3 +213,71 @@ def test_open_clones_and_a_policy_run_of_the_running_app_go_through_the_agent(
     made = json.loads(ran.stdout)["execution"]["apps"]
     assert any(a.get("created") for a in made), made
     assert cli.data() == bytes([0x44]) * MIB, "the running app's bytes changed"
+
+
+APP2 = "6ba7b820-9dad-41d1-80b4-00c04fd430c8"
+
+
+def test_apps_requests_run_side_by_side_and_one_apps_in_order(tmp_path: Path) -> None:
+    """Inside the agent, requests are serialized per app, not per device: while a
+    snapshot of one app waits for its volume (the test holds the volume's lock,
+    as a long operation on it would), a snapshot of another app is taken at once;
+    a second request for the waiting app queues behind the first and both are
+    taken, in order, once the volume is free; nothing is refused."""
+    import fcntl
+
+    cli = Cli(tmp_path, volumes=(VOL,))
+    data = cli.config_data()
+    second = json.loads(json.dumps(data["apps"][0]))
+    second["uuidandversion"]["uuid"], second["displayname"] = APP2, "cafe"
+    second["volumeRefList"] = [{"uuid": VOL2}]
+    data["apps"].append(second)
+    data["volumes"].append({**data["volumes"][0], "uuid": VOL2})
+    config, reports = tmp_path / "device-config.json", tmp_path / "reports.json"
+    config.write_text(json.dumps(data))
+    cli.start_agent(config, reports)
+    try:
+        cli.wait_reports(reports, lambda d: [a["state"] for a in d["apps"]] == ["RUNNING", "RUNNING"])
+        deadline = time.monotonic() + 30
+        while not (cli.run_dir / "evesnap.sock").exists():
+            assert time.monotonic() < deadline, "the agent never served its API"
+            time.sleep(0.05)
+        first, then, other = (str(uuid.uuid4()) for _ in range(3))
+        results: dict[str, subprocess.CompletedProcess[str]] = {}
+        finished: list[str] = []
+
+        def create(app: str, snap: str) -> None:
+            results[snap] = cli("snapshot", "create", app, "--id", snap, "--json")
+            finished.append(snap)
+
+        busy, free = cli.location(VOL), cli.location(VOL2)  # before: `status` holds the whole device
+        lock_file = Path(busy + ".lock")
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # the first app's volume is busy
+            waiting = [threading.Thread(target=create, args=(APP, first))]
+            waiting[0].start()
+            time.sleep(1.0)  # the first request is in the agent, waiting for the volume
+            waiting.append(threading.Thread(target=create, args=(APP, then)))
+            waiting[1].start()
+            time.sleep(0.5)
+            create("cafe", other)  # another app: not behind the busy one
+            assert results[other].returncode == 0, results[other].stderr
+            assert finished == [other], "a request of another app waited for the busy app"
+            assert _tags(free) == {other}
+            assert _tags(busy) == set()
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        for t in waiting:
+            t.join(timeout=120)
+        assert finished == [other, first, then], finished  # one app's requests in the order they came
+        for snap in (first, then):
+            assert results[snap].returncode == 0 and "locked" not in results[snap].stderr, results[
+                snap
+            ].stderr
+        assert _tags(busy) == {first, then}
+        listed = cli("snapshot", "list", APP, "--json")
+        assert {n["id"] for n in json.loads(listed.stdout)} == {first, then}
+    finally:
+        cli.cleanup()

@@ -1,7 +1,9 @@
 """The agent's one orchestrator, shared by the controller's config loop and
-local requests: every request is an operation run by one worker thread, in
-order, under the same lock the config loop takes -- so requests queue behind
-each other and behind a reconcile, and none is ever refused as "locked".
+local requests: every request is an operation, run in a thread of its own once
+its turn comes (`lanes`): one app's requests in order, different apps' requests
+side by side, the config loop and whole-device commands alone -- so requests
+queue behind each other and behind a reconcile, and none is ever refused as
+"locked".
 
 A request runs the very `evesnap` command the CLI would run directly (same
 validation, output and exit codes), inside the agent with its session: the
@@ -15,7 +17,6 @@ import contextlib
 import io
 import json
 import os
-import queue
 import sys
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from evesnap_core.api.lanes import DEVICE, Lanes, Scope
 from evesnap_core.api.models import CommandRequest, CommandResult, Event, Operation, Progress
 
 KEEP_DONE = 200
@@ -76,33 +78,88 @@ class _Router(io.TextIOBase):
             self.local.buffer = None
 
 
+APP_COMMANDS = {
+    ("snapshot", "create"),
+    ("snapshot", "rollback"),
+    ("snapshot", "delete"),
+    ("snapshot", "rename"),
+    ("snapshot", "describe"),
+    ("snapshot", "list"),
+    ("snapshot", "open"),
+    ("snapshot", "close"),
+    ("clone", "app"),
+    ("clone", "volumes"),
+}
+"""Commands that touch one app only (its records, its volumes, its runtime) and
+read no file of the client's: they run beside other apps' requests. Every other
+command holds the whole device."""
+
+
+def command_words(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """The command path (``["snapshot", "create"]``) and the leaf's parameters,
+    parsed by the CLI's own click definitions (nothing runs)."""
+    import click
+
+    from evesnap_core.cli.main import cli
+
+    command: click.Command = cli
+    parent: click.Context | None = None
+    args, name = list(argv), "evesnap"
+    path: list[str] = []
+    while isinstance(command, click.Group):
+        ctx = click.Context(command, info_name=name, parent=parent, resilient_parsing=True)
+        _, rest, _ = command.make_parser(ctx).parse_args(args)
+        if not rest:
+            return path, {}
+        found, sub, args = command.resolve_command(ctx, rest)
+        if sub is None or found is None:
+            return path, {}
+        command, parent, name = sub, ctx, found
+        path.append(found)
+    return path, command.make_context(name, args, parent=parent, resilient_parsing=True).params
+
+
 class _Job:
-    def __init__(self, op: Operation, work: Callable[[_Job], CommandResult]) -> None:
+    def __init__(
+        self, op: Operation, work: Callable[[_Job], CommandResult], scope: Callable[[], Scope]
+    ) -> None:
         self.op = op
         self.work = work
+        self.scope = scope
         self.done = threading.Event()
 
 
 class Service:
-    """Operations, the event stream, and the lock around the orchestrator."""
+    """Operations, the event stream, and the lanes around the orchestrator."""
 
     def __init__(self, persist: Path, session: Any) -> None:
         self.persist = persist
         self.session = session
-        self.lock = threading.RLock()
+        self.lanes = Lanes()
         self.jobs: dict[str, _Job] = {}
         self.order: list[str] = []
-        self.queue: queue.Queue[_Job | None] = queue.Queue()
         self.events: list[Event] = []
         self.seq = 0
         self.changed = threading.Condition()
         self.app_states: dict[str, str] = {}
+        self.closing = False
+        self._threads: list[threading.Thread] = []
+        self._hosting = 0
+        self._hosting_lock = threading.Lock()
+        self._states_lock = threading.Lock()
+        self._local = threading.local()
+        wiring = session.orchestrator.wiring
+        self._agent_progress = wiring.progress
+        wiring.progress = self._progress  # each operation's own, by thread
         if not isinstance(sys.stdout, _Router):
             sys.stdout = _Router(sys.stdout)
         if not isinstance(sys.stderr, _Router):
             sys.stderr = _Router(sys.stderr)
-        self.worker = threading.Thread(target=self._work, name="evesnap-operations", daemon=True)
-        self.worker.start()
+
+    def whole_device(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the whole device (the config loop): after the requests before it,
+        before those after it."""
+        return self.lanes.hold(DEVICE)
 
     # ------------------------------------------------------------ events
 
@@ -120,21 +177,30 @@ class Service:
             return [e for e in self.events if e.seq > seq]
 
     def note_app_states(self) -> None:
-        """Emit an event for each app whose state changed (call with the lock held)."""
-        reports = self.session.orchestrator.reports()
-        for app in reports.apps:
-            state = app.state.name if hasattr(app.state, "name") else str(app.state)
-            if self.app_states.get(app.app_id) != state:
-                self.app_states[app.app_id] = state
-                self._emit(kind="app", app=app.app_id, app_name=app.app_name, state=state)
+        """Emit an event for each app whose state changed."""
+        with self._states_lock:
+            reports = self.session.orchestrator.reports()
+            for app in reports.apps:
+                state = app.state.name if hasattr(app.state, "name") else str(app.state)
+                if self.app_states.get(app.app_id) != state:
+                    self.app_states[app.app_id] = state
+                    self._emit(kind="app", app=app.app_id, app_name=app.app_name, state=state)
 
     # ------------------------------------------------------------ operations
 
-    def submit(self, kind: str, description: str, work: Callable[[_Job], CommandResult]) -> Operation:
+    def submit(
+        self,
+        kind: str,
+        description: str,
+        work: Callable[[_Job], CommandResult],
+        scope: Callable[[], Scope] = lambda: DEVICE,
+    ) -> Operation:
+        """Queue `work` as an operation; it runs once `scope()` (asked again
+        when its turn comes) is free."""
         op = Operation(
             id=str(uuid.uuid4()), kind=kind, description=description, state="queued", created=_now()
         )
-        job = _Job(op, work)
+        job = _Job(op, work, scope)
         with self.changed:
             self.jobs[op.id] = job
             self.order.append(op.id)
@@ -143,12 +209,32 @@ class Service:
                     self.order.remove(old)
                     del self.jobs[old]
         self._emit(kind="operation", operation=op.model_copy())
-        self.queue.put(job)
+        thread = threading.Thread(
+            target=self._run_job, args=(job,), name=f"evesnap-op-{op.id[:8]}", daemon=True
+        )
+        with self.changed:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
         return op.model_copy()
 
     def command(self, request: CommandRequest) -> Operation:
         words = [a for a in request.argv if not a.startswith("-")][:3]
-        return self.submit("command", "evesnap " + " ".join(words), lambda job: self._run(job, request))
+        return self.submit(
+            "command",
+            "evesnap " + " ".join(words),
+            lambda job: self._run(job, request),
+            lambda: self.scope_of(request.argv),
+        )
+
+    def scope_of(self, argv: list[str]) -> Scope:
+        """The app a command works on, if it works on one app only; else the device."""
+        try:
+            path, params = command_words(argv)
+            if tuple(path) not in APP_COMMANDS or not isinstance(params.get("app"), str):
+                return DEVICE
+            return frozenset({self.session.app_uuid(params["app"])})
+        except Exception:  # the command itself will say what is wrong with it
+            return DEVICE
 
     def get(self, op_id: str) -> Operation | None:
         job = self.jobs.get(op_id)
@@ -172,40 +258,66 @@ class Service:
         job.op.cancel_requested = True
         return job.op.model_copy()
 
-    def stop(self) -> None:
-        self.queue.put(None)
+    def stop(self, timeout: float = 600.0) -> None:
+        """No new operation starts; the running ones finish (the queued are cancelled)."""
+        self.closing = True
+        with self.changed:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout)
 
-    def _work(self) -> None:
+    def _run_job(self, job: _Job) -> None:
+        op = job.op
         while True:
-            job = self.queue.get()
-            if job is None:
-                return
-            op = job.op
-            if op.cancel_requested:
-                op.state, op.finished = "cancelled", _now()
-                job.done.set()
-                self._emit(kind="operation", operation=op.model_copy())
-                continue
-            with self.lock:
+            scope = job.scope()
+            with self.lanes.hold(scope):
+                if scope is not DEVICE and job.scope() != scope:
+                    continue  # the app's name moved to another app while it waited: ask again
+                if op.cancel_requested or self.closing:
+                    op.state, op.finished = "cancelled", _now()
+                    break
                 op.state, op.started = "running", _now()
                 self._emit(kind="operation", operation=op.model_copy())
+                self._local.job = job
+                self._host(+1)
                 try:
                     op.result = job.work(job)
                     op.state = "done" if op.result.exit_code == 0 else "failed"
                 except Exception as exc:
                     op.result = CommandResult(exit_code=1, stdout="", stderr=f"evesnap: error: {exc}\n")
                     op.state = "failed"
+                finally:
+                    self._host(-1)
+                    self._local.job = None
                 op.finished = _now()
                 with contextlib.suppress(Exception):
                     self.note_app_states()
-            job.done.set()
-            self._emit(kind="operation", operation=op.model_copy())
+                break
+        job.done.set()
+        self._emit(kind="operation", operation=op.model_copy())
+
+    def _host(self, delta: int) -> None:
+        """CLI code in this process runs on the agent's session while any operation runs."""
+        from evesnap_core.cli import session as sessions
+
+        with self._hosting_lock:
+            self._hosting += delta
+            sessions.hosted = self.session if self._hosting else None
+
+    def _progress(self, done: int, total: int) -> None:
+        job = getattr(self._local, "job", None)
+        if job is not None:
+            job.op.progress = Progress(done=done, total=total)
+        elif self._agent_progress is not None:
+            self._agent_progress(done, total)
 
     # ------------------------------------------------------------ commands
 
     def _run(self, job: _Job, request: CommandRequest) -> CommandResult:
-        """Run an `evesnap` command line with the agent's session (lock held)."""
-        from evesnap_core.cli import session as sessions
+        """Run an `evesnap` command line with the agent's session, in its lane.
+
+        A whole-device command runs in the client's folder (it may name files
+        there); a one-app command names no file and leaves the folder alone."""
         from evesnap_core.cli.main import cli
 
         argv = list(request.argv)
@@ -216,19 +328,16 @@ class Service:
                 f.write(request.stdin)
             argv = [stdin_file if a in ("/dev/stdin", "-") else a for a in argv]
 
-        def progress(done: int, total: int) -> None:
-            job.op.progress = Progress(done=done, total=total)
-
-        wiring = self.session.orchestrator.wiring  # what the orchestrator's parts share
-        saved_progress, saved_base = wiring.progress, wiring.resolver.base_dir
+        alone = job.scope() is DEVICE
+        resolver = self.session.orchestrator.wiring.resolver
+        saved_base = resolver.base_dir
         old_cwd = Path.cwd()
         out, err = sys.stdout, sys.stderr
         assert isinstance(out, _Router) and isinstance(err, _Router)
         code = 0
         try:
-            os.chdir(request.cwd)
-            wiring.progress = progress
-            sessions.hosted = self.session
+            if alone:
+                os.chdir(request.cwd)
             with out.capture() as stdout, err.capture() as stderr:
                 try:
                     cli.main(args=argv, prog_name="evesnap", standalone_mode=True)
@@ -239,9 +348,9 @@ class Service:
                     print(f"evesnap: error: {where}{exc.strerror or exc}", file=sys.stderr)
                     code = 2
         finally:
-            sessions.hosted = None
-            wiring.progress, wiring.resolver.base_dir = saved_progress, saved_base
-            os.chdir(old_cwd)
+            if alone:
+                resolver.base_dir = saved_base
+                os.chdir(old_cwd)
             if stdin_file:
                 with contextlib.suppress(OSError):
                     Path(stdin_file).unlink()

@@ -183,7 +183,7 @@ def agent(
     except ConfigError as exc:  # a runtime folder another user could change
         fail(str(exc), "check the runtime folder", EXIT_INVALID)
         raise
-    lock = service.lock if service is not None else contextlib.nullcontext()
+    whole_device = service.whole_device if service is not None else contextlib.nullcontext
     seen: str | None = None  # the sha256 of the config last reconciled
     last = time.monotonic()
     policy_tick = None
@@ -218,7 +218,7 @@ def agent(
                 if changed:  # said once per change, not every resync
                     for line in loaded.lines():
                         click.echo(f"evesnap agent: warning: {config_path.name}: {line}", err=True)
-                with lock:  # local requests queue behind the reconcile, and it behind them
+                with whole_device():  # local requests queue behind the reconcile, and it behind them
                     session.orchestrator.wiring.resolver.base_dir = base_dir
                     failures = _agent_pass(session, loaded, reports_path, obj.persist, binary)
                     if service is not None:
@@ -230,7 +230,7 @@ def agent(
                     click.echo("evesnap agent: state and reports written again", err=True)
                 said = set(failures)
         if policy_tick is not None:
-            with lock:
+            with whole_device():
                 if policy_tick():
                     try:
                         _write_controller_reports(session.orchestrator, reports_path, obj.persist, binary)
@@ -242,8 +242,7 @@ def agent(
             time.sleep(0.05)
     if server is not None and service is not None:
         server.stop()
-        with lock:  # the request in flight finishes
-            service.stop()
+        service.stop()  # the requests in flight finish, the queued ones are cancelled
     name = signal.Signals(stopping.signum or signal.SIGTERM).name
     click.echo(f"evesnap agent: stopped by {name}", err=True)
     raise SystemExit(stopping.exit_code)

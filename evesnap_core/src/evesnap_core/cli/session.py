@@ -37,7 +37,7 @@ class Session:
 
     def app_uuid(self, name_or_uuid: str) -> UUID:
         """An app by its UUID or its display name."""
-        apps = self.orchestrator.apps
+        apps = dict(self.orchestrator.apps)  # a copy: the agent may add a clone meanwhile
         try:
             wanted = UUID(name_or_uuid)
         except ValueError:

@@ -21,10 +21,16 @@ an undo that raises leaves the intent uncommitted. On anything else (a crash
 point, a bug, a kill) and on any error after `keep`, the intent stays in the
 journal: recovery at the next start resolves it from the records, exactly as
 after a power cut.
+
+The agent runs different apps' requests side by side (`api.lanes`): every write
+and every intent goes through the ledger's `guard`, so the store and the
+dictionaries change one step at a time; a read over all apps (`reports`) holds
+it too.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -70,6 +76,8 @@ class Ledger:
     def __init__(self, store: OrchestratorStore, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.clock = clock
+        self.guard = threading.RLock()
+        """Held by every write, and by reads over every app, while apps' requests run side by side."""
         self.apps: dict[UUID, AppRecord]
         self.volumes: dict[str, VolumeRecord]
         self.apps, self.volumes = store.load()
@@ -84,15 +92,18 @@ class Ledger:
         self, kind: str, app: UUID, snapshot_id: str, details: Mapping[str, str] | None = None
     ) -> Iterator[Intent]:
         """Journal a multi-step operation for the length of the block."""
-        opened = Intent(self.store.begin(kind, app, snapshot_id, dict(details or {})))
+        with self.guard:
+            opened = Intent(self.store.begin(kind, app, snapshot_id, dict(details or {})))
         try:
             yield opened
         except EvesnapError as exc:
             if not opened.kept:
                 opened.undo(exc)
-                self.store.commit(opened.token)
+                with self.guard:
+                    self.store.commit(opened.token)
             raise
-        self.store.commit(opened.token)
+        with self.guard:
+            self.store.commit(opened.token)
 
     def unfinished(self) -> list[dict[str, object]]:
         """The intents a crash left (recovery's input)."""
@@ -100,44 +111,54 @@ class Ledger:
 
     def resolve(self, token: str) -> None:
         """Recovery has resolved a crash's intent."""
-        self.store.commit(token)
+        with self.guard:
+            self.store.commit(token)
 
     # ------------------------------------------------------------ writes
 
     def save_device(self, device: DeviceConfig) -> None:
-        self.device = device
-        self.store.save_device(device)
+        with self.guard:
+            self.device = device
+            self.store.save_device(device)
 
     def add_app(self, record: AppRecord) -> None:
-        self.apps[record.uuid] = record
-        self.store.save_app(record)
+        with self.guard:
+            self.apps[record.uuid] = record
+            self.store.save_app(record)
 
     def save_app(self, record: AppRecord) -> None:
-        self.store.save_app(record)
+        with self.guard:
+            self.store.save_app(record)
 
     def remove_app(self, record: AppRecord) -> None:
-        del self.apps[record.uuid]
-        self.store.remove_app(record.uuid)
+        with self.guard:
+            del self.apps[record.uuid]
+            self.store.remove_app(record.uuid)
 
     def add_snapshot(self, record: AppRecord, snap: SnapshotRecord) -> None:
-        record.snapshots[snap.id] = snap
-        self.store.save_snapshot(snap)
+        with self.guard:
+            record.snapshots[snap.id] = snap
+            self.store.save_snapshot(snap)
 
     def save_snapshot(self, snap: SnapshotRecord) -> None:
-        self.store.save_snapshot(snap)
+        with self.guard:
+            self.store.save_snapshot(snap)
 
     def forget_snapshot(self, record: AppRecord, snapshot_id: str) -> None:
-        record.snapshots.pop(snapshot_id, None)
-        self.store.remove_snapshot(record.uuid, snapshot_id)
+        with self.guard:
+            record.snapshots.pop(snapshot_id, None)
+            self.store.remove_snapshot(record.uuid, snapshot_id)
 
     def save_volume(self, volume: VolumeRecord, key: str | None = None) -> None:
         """Record `volume`, in memory under `key` (its own key unless given)."""
-        self.volumes[key or volume.key] = volume
-        self.store.save_volume(volume)
+        with self.guard:
+            self.volumes[key or volume.key] = volume
+            self.store.save_volume(volume)
 
     def drop_volume(self, key: str) -> None:
-        self.volumes.pop(key, None)
-        self.store.remove_volume(key)
+        with self.guard:
+            self.volumes.pop(key, None)
+            self.store.remove_volume(key)
 
     # ------------------------------------------------------------ reads
 

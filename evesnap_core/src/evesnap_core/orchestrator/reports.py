@@ -41,15 +41,15 @@ class Reports:
 def reports(wiring: Wiring, for_controller: bool = False) -> Reports:
     """Apps and volumes; the controller's view leaves out clones, which are the device's own."""
     ledger = wiring.ledger
+    with ledger.guard:  # other apps' requests may be adding or removing records meanwhile
+        apps, volumes = list(ledger.apps.values()), list(ledger.volumes.values())
     return Reports(
         apps=[
             app_report(wiring, r)
-            for r in ledger.apps.values()
+            for r in apps
             if r.config is not None and not (for_controller and r.origin == "clone")
         ],
-        volumes=[
-            volume_report(v) for v in ledger.volumes.values() if not (for_controller and v.origin == "clone")
-        ],
+        volumes=[volume_report(v) for v in volumes if not (for_controller and v.origin == "clone")],
     )
 
 
@@ -59,7 +59,7 @@ def app_report(wiring: Wiring, record: AppRecord) -> ZInfoApp:
     state = ZSwState.ERROR if errors and not running else (ZSwState.RUNNING if running else ZSwState.HALTED)
     shown = [
         s
-        for s in record.snapshots.values()
+        for s in list(record.snapshots.values())
         if s.state == "available"
         or (s.error is not None and s.state != "deleting")
         or (s.state == "deleting" and s.error is not None)

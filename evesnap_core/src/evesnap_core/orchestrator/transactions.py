@@ -443,7 +443,7 @@ class SnapshotTransactions:
 
     def recorded_clones(self, owner: str) -> list[VolumeRecord]:
         """The cloned volumes recorded for `owner` (a cloned app, or a batch)."""
-        return [v for v in self.w.ledger.volumes.values() if v.clone_owner == owner and owner]
+        return [v for v in list(self.w.ledger.volumes.values()) if v.clone_owner == owner and owner]
 
     # ------------------------------------------------------------ open, close
 
