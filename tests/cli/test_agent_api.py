@@ -218,6 +218,31 @@ def test_open_clones_and_a_policy_run_of_the_running_app_go_through_the_agent(
 APP2 = "6ba7b820-9dad-41d1-80b4-00c04fd430c8"
 
 
+def _two_apps(tmp_path: Path) -> tuple[Cli, Path, Path]:
+    """A device of two running QEMU apps (shop, cafe), one qcow2 volume each, its agent started."""
+    cli = Cli(tmp_path, volumes=(VOL,))
+    config, reports = tmp_path / "device-config.json", tmp_path / "reports.json"
+    config.write_text(json.dumps(_two_apps_config(cli)))
+    cli.start_agent(config, reports)
+    cli.wait_reports(reports, lambda d: [a["state"] for a in d["apps"]] == ["RUNNING", "RUNNING"])
+    deadline = time.monotonic() + 30
+    while not (cli.run_dir / "evesnap.sock").exists():
+        assert time.monotonic() < deadline, "the agent never served its API"
+        time.sleep(0.05)
+    return cli, config, reports
+
+
+def _two_apps_config(cli: Cli, snapshots: list[str] | None = None) -> dict[str, Any]:
+    data = cli.config_data(snapshots=snapshots)
+    second = json.loads(json.dumps(data["apps"][0]))
+    second["uuidandversion"]["uuid"], second["displayname"] = APP2, "cafe"
+    second["volumeRefList"] = [{"uuid": VOL2}]
+    second["snapshot"]["snapshots"] = []  # the controller's snapshots are the first app's
+    data["apps"].append(second)
+    data["volumes"].append({**data["volumes"][0], "uuid": VOL2})
+    return data
+
+
 def test_apps_requests_run_side_by_side_and_one_apps_in_order(tmp_path: Path) -> None:
     """Inside the agent, requests are serialized per app, not per device: while a
     snapshot of one app waits for its volume (the test holds the volume's lock,
@@ -226,22 +251,8 @@ def test_apps_requests_run_side_by_side_and_one_apps_in_order(tmp_path: Path) ->
     taken, in order, once the volume is free; nothing is refused."""
     import fcntl
 
-    cli = Cli(tmp_path, volumes=(VOL,))
-    data = cli.config_data()
-    second = json.loads(json.dumps(data["apps"][0]))
-    second["uuidandversion"]["uuid"], second["displayname"] = APP2, "cafe"
-    second["volumeRefList"] = [{"uuid": VOL2}]
-    data["apps"].append(second)
-    data["volumes"].append({**data["volumes"][0], "uuid": VOL2})
-    config, reports = tmp_path / "device-config.json", tmp_path / "reports.json"
-    config.write_text(json.dumps(data))
-    cli.start_agent(config, reports)
+    cli, _, _ = _two_apps(tmp_path)
     try:
-        cli.wait_reports(reports, lambda d: [a["state"] for a in d["apps"]] == ["RUNNING", "RUNNING"])
-        deadline = time.monotonic() + 30
-        while not (cli.run_dir / "evesnap.sock").exists():
-            assert time.monotonic() < deadline, "the agent never served its API"
-            time.sleep(0.05)
         first, then, other = (str(uuid.uuid4()) for _ in range(3))
         results: dict[str, subprocess.CompletedProcess[str]] = {}
         finished: list[str] = []
@@ -279,5 +290,56 @@ def test_apps_requests_run_side_by_side_and_one_apps_in_order(tmp_path: Path) ->
         assert _tags(busy) == {first, then}
         listed = cli("snapshot", "list", APP, "--json")
         assert {n["id"] for n in json.loads(listed.stdout)} == {first, then}
+    finally:
+        cli.cleanup()
+
+
+def test_many_requests_of_two_apps_at_once_beside_a_config_change(tmp_path: Path) -> None:
+    """Sixteen clients at once on two apps (creates, deletes, renames, lists)
+    while the controller adds a snapshot to each: every request answers, none
+    is refused, and afterwards the records, the reports, the qcow2 tables and a
+    restarted agent's view all agree, with no intent left in the journal."""
+    cli, config, reports = _two_apps(tmp_path)
+    try:
+        volume_of = {APP: cli.location(VOL), APP2: cli.location(VOL2)}
+        kept: dict[str, list[str]] = {APP: [], APP2: []}
+        failures: list[str] = []
+
+        def client(app: str, n: int) -> None:
+            mine = [str(uuid.uuid4()) for _ in range(3)]
+            for snap in mine:
+                done = cli("snapshot", "create", app, "--id", snap, "--json")
+                if done.returncode != 0:
+                    failures.append(f"create {app} {snap}: {done.stderr}")
+            renamed = cli("snapshot", "rename", app, mine[0], f"client-{n}")
+            dropped = cli("snapshot", "delete", app, mine[1])
+            listed = cli("snapshot", "list", app, "--json")
+            for what, done in (("rename", renamed), ("delete", dropped), ("list", listed)):
+                if done.returncode != 0:
+                    failures.append(f"{what} {app}: {done.stderr}")
+            kept[app] += [mine[0], mine[2]]
+
+        controller = {APP: str(uuid.uuid4())}  # the controller's, on the first app
+        threads = [threading.Thread(target=client, args=(app, n)) for n in range(8) for app in (APP, APP2)]
+        for t in threads:
+            t.start()
+        config.write_text(json.dumps(_two_apps_config(cli, snapshots=[controller[APP]])))
+        for t in threads:
+            t.join(timeout=600)
+        assert not failures, failures
+        cli.wait_reports(reports, lambda d: controller[APP] in [s["id"] for s in d["apps"][0]["snapshots"]])
+        for app in (APP, APP2):
+            listed = {n["id"] for n in json.loads(cli("snapshot", "list", app, "--json").stdout)}
+            tags = _tags(volume_of[app])
+            assert listed == tags, (app, listed ^ tags)
+            assert listed == set(kept[app]) | ({controller[APP]} if app == APP else set()), app
+        journal = tmp_path / "persist" / "evesnap" / "journal"
+        assert journal.is_dir() and not list(journal.glob("*.json")), "an intent was left"
+        before = {a["AppID"]: sorted(s["id"] for s in a["snapshots"]) for a in cli.status()["apps"]}
+        assert cli.stop_agent() == 143
+        cli.start_agent(config, reports)
+        cli.wait_reports(reports, lambda d: [a["state"] for a in d["apps"]] == ["RUNNING", "RUNNING"])
+        after = {a["AppID"]: sorted(s["id"] for s in a["snapshots"]) for a in cli.status()["apps"]}
+        assert after == before
     finally:
         cli.cleanup()
