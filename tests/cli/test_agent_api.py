@@ -38,6 +38,13 @@ def _tags(image: str) -> set[str]:
     }
 
 
+def _wait_for_the_api(cli: Cli) -> None:
+    deadline = time.monotonic() + 30
+    while not (cli.run_dir / "evesnap.sock").exists():
+        assert time.monotonic() < deadline, "the agent never served its API"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[tuple[Cli, Path, Path]]:
     cli = Cli(tmp_path)
@@ -46,11 +53,7 @@ def device(tmp_path: Path) -> Iterator[tuple[Cli, Path, Path]]:
     cli.start_agent(config, reports)  # as the systemd unit runs it
     try:
         cli.wait_reports(reports, lambda d: d["apps"][0]["state"] == "RUNNING")
-        sock = cli.run_dir / "evesnap.sock"
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            assert time.monotonic() < deadline, "the agent never served its API"
-            time.sleep(0.05)
+        _wait_for_the_api(cli)
         yield cli, config, reports
     finally:
         cli.cleanup()
@@ -218,18 +221,19 @@ def test_open_clones_and_a_policy_run_of_the_running_app_go_through_the_agent(
 APP2 = "6ba7b820-9dad-41d1-80b4-00c04fd430c8"
 
 
-def _two_apps(tmp_path: Path) -> tuple[Cli, Path, Path]:
+@pytest.fixture
+def two_apps(tmp_path: Path) -> Iterator[tuple[Cli, Path, Path]]:
     """A device of two running QEMU apps (shop, cafe), one qcow2 volume each, its agent started."""
     cli = Cli(tmp_path, volumes=(VOL,))
     config, reports = tmp_path / "device-config.json", tmp_path / "reports.json"
     config.write_text(json.dumps(_two_apps_config(cli)))
     cli.start_agent(config, reports)
-    cli.wait_reports(reports, lambda d: [a["state"] for a in d["apps"]] == ["RUNNING", "RUNNING"])
-    deadline = time.monotonic() + 30
-    while not (cli.run_dir / "evesnap.sock").exists():
-        assert time.monotonic() < deadline, "the agent never served its API"
-        time.sleep(0.05)
-    return cli, config, reports
+    try:
+        cli.wait_reports(reports, lambda d: [a["state"] for a in d["apps"]] == ["RUNNING", "RUNNING"])
+        _wait_for_the_api(cli)
+        yield cli, config, reports
+    finally:
+        cli.cleanup()
 
 
 def _two_apps_config(cli: Cli, snapshots: list[str] | None = None) -> dict[str, Any]:
@@ -243,7 +247,7 @@ def _two_apps_config(cli: Cli, snapshots: list[str] | None = None) -> dict[str, 
     return data
 
 
-def test_apps_requests_run_side_by_side_and_one_apps_in_order(tmp_path: Path) -> None:
+def test_apps_requests_run_side_by_side_and_one_apps_in_order(two_apps: tuple[Cli, Path, Path]) -> None:
     """Inside the agent, requests are serialized per app, not per device: while a
     snapshot of one app waits for its volume (the test holds the volume's lock,
     as a long operation on it would), a snapshot of another app is taken at once;
@@ -251,95 +255,89 @@ def test_apps_requests_run_side_by_side_and_one_apps_in_order(tmp_path: Path) ->
     taken, in order, once the volume is free; nothing is refused."""
     import fcntl
 
-    cli, _, _ = _two_apps(tmp_path)
+    cli = two_apps[0]
+    first, then, other = (str(uuid.uuid4()) for _ in range(3))
+    results: dict[str, subprocess.CompletedProcess[str]] = {}
+    finished: list[str] = []
+
+    def create(app: str, snap: str) -> None:
+        results[snap] = cli("snapshot", "create", app, "--id", snap, "--json")
+        finished.append(snap)
+
+    busy, free = cli.location(VOL), cli.location(VOL2)  # before: `status` holds the whole device
+    lock_file = Path(busy + ".lock")
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        first, then, other = (str(uuid.uuid4()) for _ in range(3))
-        results: dict[str, subprocess.CompletedProcess[str]] = {}
-        finished: list[str] = []
-
-        def create(app: str, snap: str) -> None:
-            results[snap] = cli("snapshot", "create", app, "--id", snap, "--json")
-            finished.append(snap)
-
-        busy, free = cli.location(VOL), cli.location(VOL2)  # before: `status` holds the whole device
-        lock_file = Path(busy + ".lock")
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # the first app's volume is busy
-            waiting = [threading.Thread(target=create, args=(APP, first))]
-            waiting[0].start()
-            time.sleep(1.0)  # the first request is in the agent, waiting for the volume
-            waiting.append(threading.Thread(target=create, args=(APP, then)))
-            waiting[1].start()
-            time.sleep(0.5)
-            create("cafe", other)  # another app: not behind the busy one
-            assert results[other].returncode == 0, results[other].stderr
-            assert finished == [other], "a request of another app waited for the busy app"
-            assert _tags(free) == {other}
-            assert _tags(busy) == set()
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-        for t in waiting:
-            t.join(timeout=120)
-        assert finished == [other, first, then], finished  # one app's requests in the order they came
-        for snap in (first, then):
-            assert results[snap].returncode == 0 and "locked" not in results[snap].stderr, results[
-                snap
-            ].stderr
-        assert _tags(busy) == {first, then}
-        listed = cli("snapshot", "list", APP, "--json")
-        assert {n["id"] for n in json.loads(listed.stdout)} == {first, then}
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the first app's volume is busy
+        waiting = [threading.Thread(target=create, args=(APP, first))]
+        waiting[0].start()
+        time.sleep(1.0)  # the first request is in the agent, waiting for the volume
+        waiting.append(threading.Thread(target=create, args=(APP, then)))
+        waiting[1].start()
+        time.sleep(0.5)
+        create("cafe", other)  # another app: not behind the busy one
+        assert results[other].returncode == 0, results[other].stderr
+        assert finished == [other], "a request of another app waited for the busy app"
+        assert _tags(free) == {other}
+        assert _tags(busy) == set()
     finally:
-        cli.cleanup()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    for t in waiting:
+        t.join(timeout=120)
+    assert finished == [other, first, then], finished  # one app's requests in the order they came
+    for snap in (first, then):
+        assert results[snap].returncode == 0 and "locked" not in results[snap].stderr, results[snap].stderr
+    assert _tags(busy) == {first, then}
+    listed = cli("snapshot", "list", APP, "--json")
+    assert {n["id"] for n in json.loads(listed.stdout)} == {first, then}
 
 
-def test_many_requests_of_two_apps_at_once_beside_a_config_change(tmp_path: Path) -> None:
+def test_many_requests_of_two_apps_at_once_beside_a_config_change(
+    two_apps: tuple[Cli, Path, Path], tmp_path: Path
+) -> None:
     """Sixteen clients at once on two apps (creates, deletes, renames, lists)
-    while the controller adds a snapshot to each: every request answers, none
+    while the controller adds a snapshot to the first: every request answers, none
     is refused, and afterwards the records, the reports, the qcow2 tables and a
     restarted agent's view all agree, with no intent left in the journal."""
-    cli, config, reports = _two_apps(tmp_path)
-    try:
-        volume_of = {APP: cli.location(VOL), APP2: cli.location(VOL2)}
-        kept: dict[str, list[str]] = {APP: [], APP2: []}
-        failures: list[str] = []
+    cli, config, reports = two_apps
+    volume_of = {APP: cli.location(VOL), APP2: cli.location(VOL2)}
+    kept: dict[str, list[str]] = {APP: [], APP2: []}
+    failures: list[str] = []
 
-        def client(app: str, n: int) -> None:
-            mine = [str(uuid.uuid4()) for _ in range(3)]
-            for snap in mine:
-                done = cli("snapshot", "create", app, "--id", snap, "--json")
-                if done.returncode != 0:
-                    failures.append(f"create {app} {snap}: {done.stderr}")
-            renamed = cli("snapshot", "rename", app, mine[0], f"client-{n}")
-            dropped = cli("snapshot", "delete", app, mine[1])
-            listed = cli("snapshot", "list", app, "--json")
-            for what, done in (("rename", renamed), ("delete", dropped), ("list", listed)):
-                if done.returncode != 0:
-                    failures.append(f"{what} {app}: {done.stderr}")
-            kept[app] += [mine[0], mine[2]]
+    def client(app: str, n: int) -> None:
+        mine = [str(uuid.uuid4()) for _ in range(3)]
+        for snap in mine:
+            done = cli("snapshot", "create", app, "--id", snap, "--json")
+            if done.returncode != 0:
+                failures.append(f"create {app} {snap}: {done.stderr}")
+        renamed = cli("snapshot", "rename", app, mine[0], f"client-{n}")
+        dropped = cli("snapshot", "delete", app, mine[1])
+        listed = cli("snapshot", "list", app, "--json")
+        for what, done in (("rename", renamed), ("delete", dropped), ("list", listed)):
+            if done.returncode != 0:
+                failures.append(f"{what} {app}: {done.stderr}")
+        kept[app] += [mine[0], mine[2]]
 
-        controller = {APP: str(uuid.uuid4())}  # the controller's, on the first app
-        threads = [threading.Thread(target=client, args=(app, n)) for n in range(8) for app in (APP, APP2)]
-        for t in threads:
-            t.start()
-        config.write_text(json.dumps(_two_apps_config(cli, snapshots=[controller[APP]])))
-        for t in threads:
-            t.join(timeout=600)
-        assert not failures, failures
-        cli.wait_reports(reports, lambda d: controller[APP] in [s["id"] for s in d["apps"][0]["snapshots"]])
-        for app in (APP, APP2):
-            listed = {n["id"] for n in json.loads(cli("snapshot", "list", app, "--json").stdout)}
-            tags = _tags(volume_of[app])
-            assert listed == tags, (app, listed ^ tags)
-            assert listed == set(kept[app]) | ({controller[APP]} if app == APP else set()), app
-        journal = tmp_path / "persist" / "evesnap" / "journal"
-        assert journal.is_dir() and not list(journal.glob("*.json")), "an intent was left"
-        before = {a["AppID"]: sorted(s["id"] for s in a["snapshots"]) for a in cli.status()["apps"]}
-        assert cli.stop_agent() == 143
-        cli.start_agent(config, reports)
-        cli.wait_reports(reports, lambda d: [a["state"] for a in d["apps"]] == ["RUNNING", "RUNNING"])
-        after = {a["AppID"]: sorted(s["id"] for s in a["snapshots"]) for a in cli.status()["apps"]}
-        assert after == before
-    finally:
-        cli.cleanup()
+    controller = {APP: str(uuid.uuid4())}  # the controller's, on the first app
+    threads = [threading.Thread(target=client, args=(app, n)) for n in range(8) for app in (APP, APP2)]
+    for t in threads:
+        t.start()
+    config.write_text(json.dumps(_two_apps_config(cli, snapshots=[controller[APP]])))
+    for t in threads:
+        t.join(timeout=600)
+    assert not failures, failures
+    cli.wait_reports(reports, lambda d: controller[APP] in [s["id"] for s in d["apps"][0]["snapshots"]])
+    for app in (APP, APP2):
+        listed = {n["id"] for n in json.loads(cli("snapshot", "list", app, "--json").stdout)}
+        tags = _tags(volume_of[app])
+        assert listed == tags, (app, listed ^ tags)
+        assert listed == set(kept[app]) | ({controller[APP]} if app == APP else set()), app
+    journal = tmp_path / "persist" / "evesnap" / "journal"
+    assert journal.is_dir() and not list(journal.glob("*.json")), "an intent was left"
+    before = {a["AppID"]: sorted(s["id"] for s in a["snapshots"]) for a in cli.status()["apps"]}
+    assert cli.stop_agent() == 143
+    cli.start_agent(config, reports)
+    cli.wait_reports(reports, lambda d: [a["state"] for a in d["apps"]] == ["RUNNING", "RUNNING"])
+    after = {a["AppID"]: sorted(s["id"] for s in a["snapshots"]) for a in cli.status()["apps"]}
+    assert after == before
