@@ -124,12 +124,24 @@ class Cli:
 
     # ------------------------------------------------------------ the agent
 
-    def start_agent(self, config: Path, reports: Path, crash_at: str | None = None) -> None:
+    def start_agent(
+        self, config: Path, reports: Path, crash_at: str | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         env = dict(self.env)
         if crash_at:
             env["EVESNAP_CRASH_AT"] = crash_at
         self.agent = subprocess.Popen(
-            [EVESNAP, "agent", "--config", str(config), "--reports", str(reports), "--interval", "0.2"],
+            [
+                EVESNAP,
+                "agent",
+                "--config",
+                str(config),
+                "--reports",
+                str(reports),
+                "--interval",
+                "0.2",
+                *extra,
+            ],
             env=env,
             stderr=subprocess.PIPE,
             text=True,

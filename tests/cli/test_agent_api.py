@@ -227,7 +227,7 @@ def two_apps(tmp_path: Path) -> Iterator[tuple[Cli, Path, Path]]:
     cli = Cli(tmp_path, volumes=(VOL,))
     config, reports = tmp_path / "device-config.json", tmp_path / "reports.json"
     config.write_text(json.dumps(_two_apps_config(cli)))
-    cli.start_agent(config, reports)
+    cli.start_agent(config, reports, extra=("--resync", "0.5"))  # resyncs due all the time
     try:
         cli.wait_reports(reports, lambda d: [a["state"] for a in d["apps"]] == ["RUNNING", "RUNNING"])
         _wait_for_the_api(cli)
@@ -252,7 +252,9 @@ def test_apps_requests_run_side_by_side_and_one_apps_in_order(two_apps: tuple[Cl
     snapshot of one app waits for its volume (the test holds the volume's lock,
     as a long operation on it would), a snapshot of another app is taken at once;
     a second request for the waiting app queues behind the first and both are
-    taken, in order, once the volume is free; nothing is refused."""
+    taken, in order, once the volume is free; nothing is refused. The agent's
+    periodic resync (every 0.5 s here) waits for a quiet moment instead of
+    queueing every app behind the busy one."""
     import fcntl
 
     cli = two_apps[0]
@@ -271,7 +273,7 @@ def test_apps_requests_run_side_by_side_and_one_apps_in_order(two_apps: tuple[Cl
         fcntl.flock(fd, fcntl.LOCK_EX)  # the first app's volume is busy
         waiting = [threading.Thread(target=create, args=(APP, first))]
         waiting[0].start()
-        time.sleep(1.0)  # the first request is in the agent, waiting for the volume
+        time.sleep(1.5)  # the first request waits in the agent for the volume; a resync is due
         waiting.append(threading.Thread(target=create, args=(APP, then)))
         waiting[1].start()
         time.sleep(0.5)

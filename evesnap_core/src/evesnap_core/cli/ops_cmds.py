@@ -206,6 +206,8 @@ def agent(
         else:
             waiting_said = False
         due = pending or (resync > 0 and time.monotonic() - last >= resync)
+        if due and stamp == seen and service is not None and service.lanes.running():
+            due = False  # a resync waits for a quiet moment, not to hold every app up behind a long request
         if stamp is not None and (stamp != seen or due):
             changed = stamp != seen
             seen, last = stamp, time.monotonic()
