@@ -207,7 +207,9 @@ def agent(
             waiting_said = False
         due = pending or (resync > 0 and time.monotonic() - last >= resync)
         if due and stamp == seen and service is not None and service.lanes.running():
-            due = False  # a resync waits for a quiet moment, not to hold every app up behind a long request
+            # a resync waits for a quiet moment, not to hold every app up behind a long
+            # request; never longer than four of its intervals (at least a minute)
+            due = pending or time.monotonic() - last >= max(4 * resync, 60.0)
         if stamp is not None and (stamp != seen or due):
             changed = stamp != seen
             seen, last = stamp, time.monotonic()
