@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TypeVar
 
 import pytest
@@ -35,6 +37,7 @@ from evesnap_core.testing.conformance.requirements import requires
 from evesnap_core.toolkit.names import MAX_SNAPSHOT_ID
 
 __all__ = [
+    "TestConcurrency",
     "TestIdempotentRepeats",
     "TestIndependence",
     "TestLeftovers",
@@ -548,3 +551,82 @@ class TestLiveDelete:
                 rollback(snapshots, volume, "keep")
                 image.reset_to(kept)
                 image.check(kept, "the snapshot kept through a live delete")
+
+
+# ================================================================ concurrency
+
+
+def at_once(calls: list[Callable[[], object]]) -> list[str]:
+    """Run `calls` in threads released together; what each raised, one line each."""
+    start = threading.Barrier(len(calls))
+    errors: list[str] = []
+
+    def run(call: Callable[[], object]) -> None:
+        start.wait()
+        try:
+            call()
+        except Exception as exc:  # collected: every thread's failure is named
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    return errors
+
+
+@pytest.mark.capability("snapshot")
+class TestConcurrency:
+    """The hookspecs' concurrency rule: the core calls hooks of different volumes
+    at the same time from threads of one process (the agent runs different apps'
+    requests side by side), and two requests may race on one volume (the backend
+    serialises them; neither fails nor is lost)."""
+
+    def test_hooks_of_different_volumes_at_once(self, harness: Harness, snapshots: Backend) -> None:
+        volumes = [harness.new_volume(snapshots) for _ in range(3)]
+        try:
+            images = [Image(harness, v) for v in volumes]
+            states = [image.state(71 + i) for i, image in enumerate(images)]
+
+            def cycle(volume: VolumeHandle) -> None:
+                snapshots.snapshot(volume, "first")
+                snapshots.snapshot(volume, "second")
+                snapshots.list_snapshots(volume)
+                snapshots.delete_snapshot(volume, "first")
+
+            errors = at_once([partial(cycle, v) for v in volumes])
+            assert not errors, f"hooks of different volumes at once failed: {errors}"
+            for n, (volume, image) in enumerate(zip(volumes, images, strict=True)):
+                assert ids(snapshots.list_snapshots(volume)) == ["second"], f"volume {n}'s snapshots"
+                image.check(states[n], f"volume {n} after its snapshots were taken beside the others'")
+            if can_roll_back(snapshots):
+                for n, image in enumerate(images):
+                    image.state(81 + n)
+                errors = at_once([partial(rollback, snapshots, v, "second") for v in volumes])
+                assert not errors, f"rollbacks of different volumes at once failed: {errors}"
+                for n, image in enumerate(images):
+                    image.reset_to(states[n])
+                    image.check(states[n], f"volume {n} rolled back beside the others")
+        finally:
+            for volume in volumes:
+                with contextlib.suppress(EvesnapError):
+                    for info in reversed(snapshots.list_snapshots(volume)):
+                        snapshots.delete_snapshot(volume, info.snapshot_id)
+                with contextlib.suppress(EvesnapError):
+                    snapshots.destroy_volume(volume)
+
+    def test_two_requests_racing_on_one_volume(self, harness: Harness, snapshots: Backend) -> None:
+        with fresh_volume(harness, snapshots) as volume:
+            image = Image(harness, volume)
+            state = image.state(91)
+            names = [f"race-{n}" for n in range(4)]
+            errors = at_once([partial(snapshots.snapshot, volume, s) for s in names])
+            assert not errors, f"snapshots racing on one volume failed: {errors}"
+            taken = ids(snapshots.list_snapshots(volume))
+            assert sorted(taken) == names, f"expected each racing snapshot once, found {taken}"
+            image.check(state, "the volume after racing snapshots")
+            errors = at_once([partial(snapshots.delete_snapshot, volume, s) for s in names[:3]])
+            assert not errors, f"deletes racing on one volume failed: {errors}"
+            assert ids(snapshots.list_snapshots(volume)) == names[3:], "after racing deletes"
+            image.check(state, "the volume after racing deletes")
