@@ -126,6 +126,8 @@ class _Job:
         self.op = op
         self.work = work
         self.scope = scope
+        self.held: Scope = DEVICE
+        """The scope it runs in, once its turn came."""
         self.done = threading.Event()
 
 
@@ -276,6 +278,7 @@ class Service:
                 if op.cancel_requested or self.closing:
                     op.state, op.finished = "cancelled", _now()
                     break
+                job.held = scope
                 op.state, op.started = "running", _now()
                 self._emit(kind="operation", operation=op.model_copy())
                 self._local.job = job
@@ -328,7 +331,7 @@ class Service:
                 f.write(request.stdin)
             argv = [stdin_file if a in ("/dev/stdin", "-") else a for a in argv]
 
-        alone = job.scope() is DEVICE
+        alone = job.held is DEVICE
         resolver = self.session.orchestrator.wiring.resolver
         saved_base = resolver.base_dir
         old_cwd = Path.cwd()
