@@ -9,8 +9,8 @@ The restart runs in a new process, as an agent restarts (its imports not
 counted); "load" is its part spent in PersistStore.load (reading every state
 file); "in-process" is the restart beside the first orchestrator, still alive
 (as this benchmark measured it before: a heap twice as large for the garbage
-collector to walk). Each is the median of --repeat runs. Target: under 1 s at
-1,000 apps.
+collector to walk). Each is the median of --repeat runs. Target: the restart
+under 0.5 s at 1,000 apps (issue #22; it was 1 s before).
 
     .venv/bin/python benchmarks/orchestrator_scale.py [--sizes 10,100,1000] [--repeat 3]
         [--profile restart.prof]   (cProfile of one restart at the largest size)
@@ -206,7 +206,7 @@ def report(
         noop, took = previous["noop"], previous["restart"]
         print(
             f"at {previous['apps']:g} apps: no-op {noop:.2f}s, restart {took:.2f}s "
-            f"(target < 1 s): {'met' if max(noop, took) < 1 else 'MISSED'}"
+            f"(target: restart < 0.5 s): {'met' if took < 0.5 else 'MISSED'}"
         )
     if profile:
         print(f"profile of a restart at {max(sizes)} apps: {profile} (python -m pstats)")

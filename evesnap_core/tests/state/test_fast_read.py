@@ -35,6 +35,7 @@ from evesnap_core.state.files import (
     DeviceState,
     Intent,
     QuarantineNote,
+    SnapshotFacts,
     SnapshotInstanceStatus,
     VolumeState,
 )
@@ -100,7 +101,14 @@ def documents() -> list[tuple[type[StoredFile], dict[str, Any]]]:
         files[SNAPSHOT_STATUS],
         files[VOLUMES_STATUS],
         files[APP_CONFIG],
-        AppState(schema_version=1, app_instance_id=APP, app=record),
+        AppState(
+            schema_version=AppState.SCHEMA,
+            app_instance_id=APP,
+            app=record,
+            snapshots={
+                "s1": SnapshotFacts(stamp=tuple(range(15)), digests=("a", "b", "c"), record=snapshot())
+            },
+        ),
         VolumeState(schema_version=1, volume=volume),
         DeviceState(schema_version=1, config=DeviceConfig()),
         Intent(schema_version=1, kind="snapshot", app_instance_id=APP, snapshot_id="s1", details={"a": "b"}),

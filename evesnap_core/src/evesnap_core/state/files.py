@@ -38,6 +38,7 @@ from evesnap_core.records import (
     AppRecord,
     Problem,
     SnapshotOrigin,
+    SnapshotRecord,
     SnapshotState,
     VolumeRecord,
     VolumeSnapshot,
@@ -210,11 +211,47 @@ class AppInstanceConfigFile(StoredFile):
     snapshot: dict[str, Any] | None = Field(None, alias="Snapshot")
 
 
+class SnapshotFacts(StoredModel):
+    """What one snapshot folder held when evesnap last wrote (or read) it: its
+    record, and how to tell, without reading them, that its files are unchanged.
+
+    `stamp` is the folder's (inode, mtime, ctime) then, for each of
+    `STAMPED_FILES`, (inode, size, mtime, ctime), all in nanoseconds: every
+    write evesnap or EVE makes in the folder renames a new file into it (a new
+    inode; the folder's times change, as they do when a temporary file is left
+    there), and a file changed in place changes its own times. `digests` are
+    the files' BLAKE2b-128 (hex), so that an unchanged record is not written
+    again after a restart either."""
+
+    stamp: tuple[int, ...] = Field(alias="Stamp")
+    digests: tuple[str, ...] = Field(alias="Digests")
+    record: SnapshotRecord = Field(alias="Record")
+
+
+STAMPED_FILES = (SNAPSHOT_STATUS, VOLUMES_STATUS, APP_CONFIG)
+"""The order of the files in `SnapshotFacts.stamp` and `digests` (the order they are read in)."""
+
+
+def _snapshot_facts(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: no facts yet (every snapshot folder is read in full once more)."""
+    if not isinstance(data.get("Snapshots"), dict):
+        data["Snapshots"] = {}
+    return data
+
+
 class AppState(StoredFile):
-    """evesnap/apps/<uuid>.json: the app record without its snapshots."""
+    """evesnap/apps/<uuid>.json: the app record without its snapshots, and the facts
+    of each of its snapshot folders (schema 2), so that a restart reads a folder
+    only when it changed since."""
+
+    SCHEMA = 2
+    MIGRATIONS = {1: _snapshot_facts}
 
     app_instance_id: UUID = Field(alias="AppInstanceID")
     app: AppRecord = Field(alias="App")
+    snapshots: dict[str, SnapshotFacts] = Field(default_factory=dict, alias="Snapshots")
+    """Snapshot id -> its folder's facts; a folder that is not there, or whose
+    stamp differs, is read in full (the folders are the record, these a cache)."""
 
 
 class VolumeState(StoredFile):

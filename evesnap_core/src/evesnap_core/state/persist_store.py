@@ -35,9 +35,12 @@ import logging
 import os
 import re
 import shutil
+import stat
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -54,6 +57,7 @@ from evesnap_core.state.files import (
     APP_CONFIG,
     SNAPSHOT_FILES,
     SNAPSHOT_STATUS,
+    STAMPED_FILES,
     VOLUMES_STATUS,
     AppInstanceConfigFile,
     AppState,
@@ -61,6 +65,7 @@ from evesnap_core.state.files import (
     Intent,
     QuarantineNote,
     SnapshotDescription,
+    SnapshotFacts,
     SnapshotInstanceStatus,
     StoredUUIDandVersion,
     VolumeSnapshotMeta,
@@ -124,8 +129,11 @@ class PersistStore:
         """The engine's own records (not copies)."""
         self._on_disk: dict[UUID, set[str]] = {}
         """Snapshot folders written, per app."""
-        self._written: dict[str, bytes] = {}
-        """What each file holds (by path), so that an unchanged record costs no write."""
+        self._written: dict[str, str] = {}
+        """The digest of what each file holds (by path), so that an unchanged record costs no write."""
+        self._facts: dict[str, _Facts] = {}
+        """Snapshot id -> what its folder held when last written or read in full
+        (kept in its app's file: `files.SnapshotFacts`)."""
         self._legacy: legacy.LegacyState | None = None
 
     # ================================================================ loading
@@ -142,11 +150,21 @@ class PersistStore:
             self._clear_leftovers()
         apps: dict[UUID, AppRecord] = {}
         apps_dir = os.fspath(self.apps_dir)
+        known: dict[str, tuple[UUID, SnapshotFacts]] = {}
+        """Snapshot id -> the app whose file has facts of its folder, and those facts."""
+        twice: set[str] = set()
         for name in self._names(self.apps_dir, dirs=False):
             state = self._read(f"{apps_dir}/{name}", AppState, app=_uuid_or_none(name[: -len(".json")]))
             if state is not None:
                 record = state.app.model_copy(update={"snapshots": {}})
                 apps[record.uuid] = record
+                for sid, facts in state.snapshots.items():
+                    if facts.record.id == sid and facts.record.app == record.uuid:
+                        if sid in known:
+                            twice.add(sid)
+                        known[sid] = (record.uuid, facts)
+        for sid in twice:  # two apps' files claim one folder (copied by hand?): read it in full
+            del known[sid]
         snapshots_dir = os.fspath(self.snapshots_dir)
         for name, mode in self._not_folders(self.snapshots_dir):
             self._set_aside(
@@ -155,22 +173,24 @@ class PersistStore:
                 app=_owner_of(name, apps),
                 snapshot=name,
             )
-        for name in self._names(self.snapshots_dir, dirs=True):
-            snap = self._read_snapshot(name, f"{snapshots_dir}/{name}", apps)
-            if snap is None:
-                continue
-            # an app whose own file is not written yet (a crash) or was set aside (reported)
-            # still gets its snapshots back: they are matched by the app UUID in them
-            record = apps.get(snap.app)
-            if record is None:
-                record = apps[snap.app] = AppRecord(uuid=snap.app)
-            record.snapshots[snap.id] = snap
-            self._on_disk.setdefault(snap.app, set()).add(snap.id)
+        with _folder_fd(snapshots_dir) as at:
+            for name in self._names(self.snapshots_dir, dirs=True):
+                snap = self._unchanged_snapshot(name, known.get(name), at)
+                if snap is None:
+                    snap = self._read_snapshot(name, f"{snapshots_dir}/{name}", apps, at)
+                if snap is not None:
+                    self._restored(apps, snap)
         volumes: dict[str, VolumeRecord] = {}
         volumes_dir = os.fspath(self.volumes_dir)
-        users = self._volume_users(apps)
+        users: dict[str, UUID] = {}
+
+        def user(name: str) -> UUID | None:  # worked out only if a volume's file is damaged
+            if not users:
+                users.update(self._volume_users(apps))
+            return users.get(name)
+
         for name in self._names(self.volumes_dir, dirs=False):
-            vstate = self._read(f"{volumes_dir}/{name}", VolumeState, app=users.get(name))
+            vstate = self._read(f"{volumes_dir}/{name}", VolumeState, owner=partial(user, name))
             if vstate is not None:
                 volumes[vstate.volume.key] = vstate.volume
         if self._legacy is not None and not self.writable:
@@ -178,6 +198,33 @@ class PersistStore:
         self._damaged.extend(self._quarantined())
         self._apps = dict(apps)
         return apps, volumes
+
+    def _restored(self, apps: dict[UUID, AppRecord], snap: SnapshotRecord) -> None:
+        # an app whose own file is not written yet (a crash) or was set aside (reported)
+        # still gets its snapshots back: they are matched by the app UUID in them
+        record = apps.get(snap.app)
+        if record is None:
+            record = apps[snap.app] = AppRecord(uuid=snap.app)
+        record.snapshots[snap.id] = snap
+        self._on_disk.setdefault(snap.app, set()).add(snap.id)
+
+    def _unchanged_snapshot(
+        self, name: str, known: tuple[UUID, SnapshotFacts] | None, at: int | None
+    ) -> SnapshotRecord | None:
+        """The record of the folder `name` from its app's file, if the folder is
+        exactly as it was when that was written (its stamp): no file of it read."""
+        if known is None:
+            return None
+        app, facts = known
+        if len(facts.digests) != len(STAMPED_FILES) or not SAFE_ID.fullmatch(name) or ".." in name:
+            return None
+        if _stamp(name, at, self.snapshots_dir) != facts.stamp:
+            return None
+        folder = f"{os.fspath(self.snapshots_dir)}/{name}"
+        for file, digest in zip(STAMPED_FILES, facts.digests, strict=True):
+            self._written[f"{folder}/{file}"] = digest
+        self._facts[name] = _Facts(app, facts.stamp, facts.digests, None)
+        return facts.record
 
     def _volume_users(self, apps: dict[UUID, AppRecord]) -> dict[str, UUID]:
         """The file name of each volume record -> the app whose config uses it: a
@@ -229,27 +276,36 @@ class PersistStore:
     def _folders(self, folder: Path) -> list[Path]:
         return [folder / name for name in self._names(folder, dirs=True)]
 
-    def _read(self, path: str | Path, model: type[Any], app: UUID | None = None) -> Any:
+    def _read(
+        self,
+        path: str | Path,
+        model: type[Any],
+        app: UUID | None = None,
+        owner: Callable[[], UUID | None] | None = None,
+    ) -> Any:
+        """The file as `model`, or None after it was set aside (reported on `app`, or on
+        what `owner` says: asked only then)."""
         where = os.fspath(path)
         try:
             raw = _slurp(where)
             loaded = parse_stored(model, raw, where)
-        except StateError as exc:
-            self._set_aside(Path(where), str(exc), app=app)
-            return None
-        except OSError as exc:
-            self._set_aside(Path(where), f"unreadable ({exc.strerror}) in {where}", app=app)
+        except (StateError, OSError) as exc:
+            reason = f"unreadable ({exc.strerror}) in {where}" if isinstance(exc, OSError) else str(exc)
+            self._set_aside(Path(where), reason, app=owner() if owner else app)
             return None
         self.warnings.extend(loaded.warnings)
-        self._written[where] = raw
+        self._written[where] = _digest(raw)
         return loaded.value
 
     def _read_snapshot(
-        self, name: str, folder: str, apps: dict[UUID, AppRecord] | None = None
+        self, name: str, folder: str, apps: dict[UUID, AppRecord] | None = None, at: int | None = None
     ) -> SnapshotRecord | None:
         """One snapshot folder, its three files agreeing with each other and the folder's name."""
+        stamp = None
         if self.writable:
             _remove_tmp(folder)
+            # before the files are read: a change while they are read makes it stale, never wrong
+            stamp = _stamp(name, at, self.snapshots_dir)
         try:
             snapshot_folder_name(name)
             paths = f"{folder}/{SNAPSHOT_STATUS}", f"{folder}/{VOLUMES_STATUS}", f"{folder}/{APP_CONFIG}"
@@ -258,7 +314,7 @@ class PersistStore:
                 adopted, warnings = read_eve_snapshot(name, raws, paths, self.persist)
                 self.warnings.extend(warnings)
                 for path, raw in zip(paths, raws, strict=True):
-                    self._written[path] = raw
+                    self._written[path] = _digest(raw)
                 return adopted
             status = parse_stored(SnapshotInstanceStatus, raws[0], paths[0])
             volumes = parse_stored(VolumesSnapshotStatus, raws[1], paths[1])
@@ -273,12 +329,15 @@ class PersistStore:
             owner = _app_of(where) or _owner_of(name, apps or {})
             self._set_aside(where, str(exc), app=owner, snapshot=name)
             return None
+        warned = False
         for loaded in (status, volumes, config):
             self.warnings.extend(loaded.warnings)
+            warned = warned or bool(loaded.warnings)
         # what the files hold: an unchanged record is not written again, an upgraded one is
-        for path, raw in zip(paths, raws, strict=True):
-            self._written[path] = raw
-        return SnapshotRecord(
+        digests = tuple(_digest(raw) for raw in raws)
+        for path, digest in zip(paths, digests, strict=True):
+            self._written[path] = digest
+        record = SnapshotRecord(
             id=name,
             app=s.app_instance_id,
             type=s.snapshot.snapshot_type,
@@ -296,6 +355,9 @@ class PersistStore:
             volume_keys=v.volume_keys,
             volumes={key: meta.volume for key, meta in v.evesnap_volumes.items()},
         )
+        if stamp is not None and not warned:  # read again only if it changes (or warns, every start)
+            self._facts[name] = _Facts(record.app, stamp, digests, record.model_dump_json().encode())
+        return record
 
     # ================================================================ quarantine
 
@@ -304,6 +366,8 @@ class PersistStore:
     ) -> None:
         """Move what cannot be read out of the way, with a note; one bad file blocks nothing else."""
         log.error("%s", reason)
+        if snapshot is not None:
+            self._facts.pop(snapshot, None)
         where = path
         if self.writable:
             tag = uuidlib.uuid4().hex[:8]
@@ -369,7 +433,11 @@ class PersistStore:
         return state.config if state is not None else None
 
     def save_device(self, config: DeviceConfig) -> None:
-        self._write(self.root / "device.json", DeviceState(schema_version=DeviceState.SCHEMA, config=config))
+        path = self.root / "device.json"
+        if os.fspath(path) not in self._written:  # not read (only when needed): unchanged, not rewritten
+            with contextlib.suppress(OSError, StateError):
+                self._written[os.fspath(path)] = _digest(read_state_bytes(path))
+        self._write(path, DeviceState(schema_version=DeviceState.SCHEMA, config=config))
 
     # ================================================================ apps and snapshots
 
@@ -378,28 +446,69 @@ class PersistStore:
 
     def _write_bytes(self, path: Path, data: bytes) -> None:
         key = os.fspath(path)
-        if self._written.get(key) == data:
+        digest = _digest(data)
+        if self._written.get(key) == digest:
             return
         atomic_write(path, data)
-        self._written[key] = data
+        self._written[key] = digest
 
     def _app_path(self, app: UUID) -> Path:
         return self.apps_dir / f"{app}.json"
 
     def save_app(self, record: AppRecord) -> None:
-        """The app's own state; snapshots new to the store are written, gone ones removed."""
+        """The app's own state; snapshots new to the store are written (first, so
+        that the app's file has their facts), gone ones removed."""
         self._apps[record.uuid] = record
-        app_only = record.model_copy(update={"snapshots": {}})
-        self._write(
-            self._app_path(record.uuid),
-            AppState(schema_version=AppState.SCHEMA, app_instance_id=record.uuid, app=app_only),
-        )
         on_disk = self._on_disk.get(record.uuid, set())
         for sid, snap in record.snapshots.items():
             if sid not in on_disk:
                 self.save_snapshot(snap)
-        for sid in on_disk - set(record.snapshots):
+        app_only = record.model_copy(update={"snapshots": {}})
+        self._write(
+            self._app_path(record.uuid),
+            AppState(
+                schema_version=AppState.SCHEMA,
+                app_instance_id=record.uuid,
+                app=app_only,
+                snapshots=self._facts_of(record),
+            ),
+        )
+        for sid in self._on_disk.get(record.uuid, set()) - set(record.snapshots):
             self.remove_snapshot(record.uuid, sid)
+
+    def _facts_of(self, record: AppRecord) -> dict[str, SnapshotFacts]:
+        """The facts of the app's snapshot folders as they are on disk (its file's part)."""
+        mine = {
+            sid: facts
+            for sid in sorted(record.snapshots)
+            if (facts := self._facts.get(sid)) is not None and facts.app == record.uuid
+        }
+        as_loaded = self._loaded_records(record.uuid) if any(f.record is None for f in mine.values()) else {}
+        out: dict[str, SnapshotFacts] = {}
+        for sid, facts in mine.items():
+            try:
+                if facts.record is not None:
+                    snap = SnapshotRecord.model_validate_json(facts.record)
+                elif sid in as_loaded:
+                    snap = SnapshotRecord.model_validate(as_loaded[sid])
+                else:
+                    continue
+            except ValueError:  # not what was loaded after all: the folder is read next time
+                continue
+            out[sid] = SnapshotFacts(stamp=facts.stamp, digests=facts.digests, record=snap)
+        return out
+
+    def _loaded_records(self, app: UUID) -> dict[str, Any]:
+        """The snapshot records in the app's file as loaded (JSON), if it is unchanged since."""
+        path = self._app_path(app)
+        try:
+            raw = read_state_bytes(path)
+            if self._written.get(os.fspath(path)) != _digest(raw):
+                return {}
+            snapshots = json.loads(raw).get("Snapshots")
+            return {sid: facts["Record"] for sid, facts in snapshots.items()}
+        except (OSError, StateError, ValueError, AttributeError, TypeError, KeyError):
+            return {}
 
     def remove_app(self, app: UUID) -> None:
         """Uninstall: the app's state and every snapshot folder of it go."""
@@ -411,14 +520,22 @@ class PersistStore:
         durable_unlink(self._app_path(app))
 
     def save_snapshot(self, snapshot: SnapshotRecord) -> None:
+        """The snapshot's folder; its facts go into its app's file at the app's next save
+        (until then, or after a crash before it, the folder is read in full at start)."""
         folder = self.snapshots_dir / snapshot_folder_name(snapshot.id)
         files = {name: value.dump() for name, value in snapshot_files(snapshot).items()}
+        self._facts.pop(snapshot.id, None)
         if folder.is_dir():
             for name, data in files.items():
                 self._write_bytes(folder / name, data)
         else:
             self._build(folder, files)
         self._on_disk.setdefault(snapshot.app, set()).add(snapshot.id)
+        stamp = _stamp(folder.name, None, self.snapshots_dir)
+        if stamp is not None:
+            digests = tuple(_digest(files[name]) for name in STAMPED_FILES)
+            record = snapshot.model_dump_json().encode()
+            self._facts[snapshot.id] = _Facts(snapshot.app, stamp, digests, record)
 
     def _build(self, folder: Path, files: dict[str, bytes]) -> None:
         """A new snapshot folder appears whole or not at all."""
@@ -433,11 +550,12 @@ class PersistStore:
             raise
         fsync_dir(folder.parent)
         for name, data in files.items():
-            self._written[os.fspath(folder / name)] = data
+            self._written[os.fspath(folder / name)] = _digest(data)
 
     def remove_snapshot(self, app: UUID, snapshot_id: str) -> None:
         folder = self.snapshots_dir / snapshot_folder_name(snapshot_id)
         self._on_disk.get(app, set()).discard(snapshot_id)
+        self._facts.pop(snapshot_id, None)
         for name in SNAPSHOT_FILES:
             self._written.pop(os.fspath(folder / name), None)
         if not folder.exists():
@@ -515,6 +633,7 @@ class PersistStore:
         self._apps.clear()
         self._on_disk.clear()
         self._written.clear()
+        self._facts.clear()
 
 
 def snapshot_files(snapshot: SnapshotRecord) -> dict[str, StoredFile]:
@@ -560,6 +679,55 @@ def snapshot_files(snapshot: SnapshotRecord) -> dict[str, StoredFile]:
             exports=snapshot.exports,
         ),
     }
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What a snapshot folder held when evesnap last wrote or read it (`files.SnapshotFacts`)."""
+
+    app: UUID
+    stamp: tuple[int, ...]
+    digests: tuple[str, ...]
+    record: bytes | None
+    """The record's JSON; None: as in the app's file when it was loaded."""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _stamp(name: str, at: int | None, snapshots_dir: Path) -> tuple[int, ...] | None:
+    """The snapshot folder `name`'s stamp (`files.SnapshotFacts.stamp`), looked up
+    from the open folder `at` (or by path); None if it is not a real folder holding
+    regular files (a link, a FIFO, one missing): such a folder is read in full."""
+    where = name if at is not None else f"{os.fspath(snapshots_dir)}/{name}"
+    try:
+        info = os.stat(where, dir_fd=at, follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode):
+            return None
+        out = [info.st_ino, info.st_mtime_ns, info.st_ctime_ns]
+        for file in STAMPED_FILES:
+            info = os.stat(f"{where}/{file}", dir_fd=at, follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode):
+                return None
+            out += (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    except (OSError, ValueError):
+        return None
+    return tuple(out)
+
+
+@contextlib.contextmanager
+def _folder_fd(folder: str) -> Iterator[int | None]:
+    """The folder open (a descriptor to look names up from), or None if it cannot be."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
