@@ -217,3 +217,19 @@ def test_after_real_work_the_facts_give_what_reading_every_folder_gives(
         assert reads.folders == {local}  # renamed without its app saved since: read in full
         monkeypatch.undo()
         assert restored == full_read(tmp_path, monkeypatch) == orchestrator.apps
+
+
+def test_an_unchanged_app_is_not_written_again_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filled(tmp_path)
+    store = PersistStore(tmp_path)
+    apps, _ = store.load()
+    written: list[Path] = []
+    monkeypatch.setattr(persist_store, "atomic_write", lambda path, *_a, **_k: written.append(path))
+    store.save_app(apps[APP])  # as a no-op reconcile does, for every app
+    assert written == []
+    apps[APP].snapshots["s1"].display_name = "renamed"
+    store.save_snapshot(apps[APP].snapshots["s1"])
+    store.save_app(apps[APP])
+    assert sorted(p.name for p in written) == [f"{APP}.json", "snapshotInstanceStatus.json"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ import shutil
 import stat
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -134,6 +135,9 @@ class PersistStore:
         self._facts: dict[str, _Facts] = {}
         """Snapshot id -> what its folder held when last written or read in full
         (kept in its app's file: `files.SnapshotFacts`)."""
+        self._app_written: dict[UUID, tuple[str, tuple[tuple[str, int], ...]]] = {}
+        """App -> (its record's JSON, its facts' serials) as its file holds them: an
+        unchanged app costs no dump of its facts (a no-op reconcile saves every app)."""
         self._legacy: legacy.LegacyState | None = None
 
     # ================================================================ loading
@@ -151,6 +155,7 @@ class PersistStore:
         apps: dict[UUID, AppRecord] = {}
         apps_dir = os.fspath(self.apps_dir)
         known: dict[str, tuple[UUID, SnapshotFacts]] = {}
+        as_loaded: dict[UUID, str] = {}
         """Snapshot id -> the app whose file has facts of its folder, and those facts."""
         twice: set[str] = set()
         for name in self._names(self.apps_dir, dirs=False):
@@ -158,6 +163,8 @@ class PersistStore:
             if state is not None:
                 record = state.app.model_copy(update={"snapshots": {}})
                 apps[record.uuid] = record
+                if state.snapshots and self.writable:
+                    as_loaded[record.uuid] = record.model_dump_json(by_alias=True)
                 for sid, facts in state.snapshots.items():
                     if facts.record.id == sid and facts.record.app == record.uuid:
                         if sid in known:
@@ -180,6 +187,8 @@ class PersistStore:
                     snap = self._read_snapshot(name, f"{snapshots_dir}/{name}", apps, at)
                 if snap is not None:
                     self._restored(apps, snap)
+        for app, record_json in as_loaded.items():  # what its file holds, for save_app to compare
+            self._app_written[app] = (record_json, self._facts_key(apps[app], loaded_only=True))
         volumes: dict[str, VolumeRecord] = {}
         volumes_dir = os.fspath(self.volumes_dir)
         users: dict[str, UUID] = {}
@@ -464,38 +473,55 @@ class PersistStore:
             if sid not in on_disk:
                 self.save_snapshot(snap)
         app_only = record.model_copy(update={"snapshots": {}})
-        self._write(
-            self._app_path(record.uuid),
-            AppState(
-                schema_version=AppState.SCHEMA,
-                app_instance_id=record.uuid,
-                app=app_only,
-                snapshots=self._facts_of(record),
-            ),
-        )
+        written = (app_only.model_dump_json(by_alias=True), self._facts_key(record))
+        if self._app_written.get(record.uuid) != written:  # else: its file holds just that
+            self._write(
+                self._app_path(record.uuid),
+                AppState(
+                    schema_version=AppState.SCHEMA,
+                    app_instance_id=record.uuid,
+                    app=app_only,
+                    snapshots=self._facts_of(record),
+                ),
+            )
+            self._app_written[record.uuid] = written
         for sid in self._on_disk.get(record.uuid, set()) - set(record.snapshots):
             self.remove_snapshot(record.uuid, sid)
 
+    def _facts_key(self, record: AppRecord, loaded_only: bool = False) -> tuple[tuple[str, int], ...]:
+        """Which facts the app's file holds (or would): its snapshots' facts, by serial."""
+        return tuple(
+            (sid, facts.serial)
+            for sid in sorted(record.snapshots)
+            if (facts := self._facts.get(sid)) is not None
+            and facts.app == record.uuid
+            and (facts.record is None or not loaded_only)
+        )
+
     def _facts_of(self, record: AppRecord) -> dict[str, SnapshotFacts]:
-        """The facts of the app's snapshot folders as they are on disk (its file's part)."""
+        """The facts of the app's snapshot folders as they are on disk (its file's part),
+        each built once."""
         mine = {
             sid: facts
             for sid in sorted(record.snapshots)
             if (facts := self._facts.get(sid)) is not None and facts.app == record.uuid
         }
-        as_loaded = self._loaded_records(record.uuid) if any(f.record is None for f in mine.values()) else {}
+        unbuilt = [f for f in mine.values() if f.model is None and f.record is None]
+        as_loaded = self._loaded_records(record.uuid) if unbuilt else {}
         out: dict[str, SnapshotFacts] = {}
         for sid, facts in mine.items():
-            try:
-                if facts.record is not None:
-                    snap = SnapshotRecord.model_validate_json(facts.record)
-                elif sid in as_loaded:
-                    snap = SnapshotRecord.model_validate(as_loaded[sid])
-                else:
+            if facts.model is None:
+                try:
+                    if facts.record is not None:
+                        snap = SnapshotRecord.model_validate_json(facts.record)
+                    elif sid in as_loaded:
+                        snap = SnapshotRecord.model_validate(as_loaded[sid])
+                    else:
+                        continue
+                except ValueError:  # not what was loaded after all: the folder is read next time
                     continue
-            except ValueError:  # not what was loaded after all: the folder is read next time
-                continue
-            out[sid] = SnapshotFacts(stamp=facts.stamp, digests=facts.digests, record=snap)
+                facts.model = SnapshotFacts(stamp=facts.stamp, digests=facts.digests, record=snap)
+            out[sid] = facts.model
         return out
 
     def _loaded_records(self, app: UUID) -> dict[str, Any]:
@@ -516,6 +542,7 @@ class PersistStore:
             self.remove_snapshot(app, sid)
         self._apps.pop(app, None)
         self._on_disk.pop(app, None)
+        self._app_written.pop(app, None)
         self._written.pop(os.fspath(self._app_path(app)), None)
         durable_unlink(self._app_path(app))
 
@@ -634,6 +661,7 @@ class PersistStore:
         self._on_disk.clear()
         self._written.clear()
         self._facts.clear()
+        self._app_written.clear()
 
 
 def snapshot_files(snapshot: SnapshotRecord) -> dict[str, StoredFile]:
@@ -681,7 +709,10 @@ def snapshot_files(snapshot: SnapshotRecord) -> dict[str, StoredFile]:
     }
 
 
-@dataclass(frozen=True)
+_SERIALS = itertools.count()
+
+
+@dataclass
 class _Facts:
     """What a snapshot folder held when evesnap last wrote or read it (`files.SnapshotFacts`)."""
 
@@ -690,6 +721,10 @@ class _Facts:
     digests: tuple[str, ...]
     record: bytes | None
     """The record's JSON; None: as in the app's file when it was loaded."""
+    serial: int = field(default_factory=lambda: next(_SERIALS))
+    """Another for every change (new facts are a new object)."""
+    model: SnapshotFacts | None = None
+    """As the app's file holds them, built when it is first written."""
 
 
 def _digest(data: bytes) -> str:
