@@ -17,7 +17,7 @@ waits for them, or kills them, before the next writer goes on.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import hashlib
 import os
 import signal
@@ -39,16 +39,18 @@ _owner: str | None = None
 """The persist folder's tag of this process (set by the session that opened it)."""
 
 
+@functools.cache
 def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up (ctypes imported) by the parent when it first makes a
+    child's preexec_fn, not at import: a command that starts no child never pays it."""
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         prctl: Callable[..., int] = libc.prctl
     except (OSError, AttributeError):
         return None
     return prctl
-
-
-_prctl = _load_prctl()
 
 
 def persist_tag(persist: Path) -> str:
@@ -67,10 +69,11 @@ def die_with_parent(parent: int | None = None) -> Callable[[], None]:
     """A ``preexec_fn``: the child gets SIGKILL when its parent thread dies (and
     exits at once if the parent is already gone)."""
     expected = parent if parent is not None else os.getpid()
+    prctl = _load_prctl()  # here, in the parent: nothing is imported or looked up after the fork
 
     def preexec() -> None:
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != expected:  # the parent died before prctl took effect
             os._exit(137)
 

@@ -15,18 +15,25 @@ QMP monitor (see :class:`evesnap_core.testing.qemu_vm.QemuProcess`) and read
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
-from qemu.qmp import ConnectError, ExecInterruptedError, ExecuteError, QMPClient, QMPError, StateError
 
 from evesnap_core.errors import QmpDisconnected, QmpError, QmpTimeout
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from qemu.qmp import QMPClient
+
+# asyncio and qemu.qmp (with ssl) are imported when a client is first made, not with
+# this module: ~25 ms of every command's start (evesnap plugins, status) that never
+# talks to a QEMU, since the toolkit and the runtimes name QmpClient
 
 T = TypeVar("T")
 
@@ -82,8 +89,12 @@ class QmpClient:
         self.socket = socket
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
-        self._loop = asyncio.new_event_loop()
-        self._client = QMPClient(f"evesnap:{socket.name}")
+        import asyncio
+
+        from qemu.qmp import QMPClient
+
+        self._loop: asyncio.AbstractEventLoop = asyncio.new_event_loop()
+        self._client: QMPClient = QMPClient(f"evesnap:{socket.name}")
         self._client.logger.addFilter(_RAISED_INSTEAD)  # one filter object: never added twice
         self._seen: list[QmpEvent] = []
 
@@ -99,6 +110,10 @@ class QmpClient:
         self.close()
 
     def _sync(self, what: str, step: Awaitable[T], timeout: float) -> T:
+        import asyncio
+
+        from qemu.qmp import ConnectError, ExecInterruptedError, ExecuteError, QMPError, StateError
+
         try:
             return self._loop.run_until_complete(asyncio.wait_for(step, timeout))
         except TimeoutError:
@@ -130,6 +145,8 @@ class QmpClient:
         """Disconnect and release the private loop; safe to call twice."""
         if self._loop.is_closed():
             return
+        import asyncio
+
         with contextlib.suppress(Exception):
             self._loop.run_until_complete(asyncio.wait_for(self._client.disconnect(), 5))
         self._loop.close()
