@@ -4,6 +4,12 @@ Volumes are ``<persist>/vault/volumes/<uuid>#<generation>.qcow2``, as in the
 reference. Every operation on an image holds a per-image ``flock`` (concurrent
 qemu-img calls corrupt images); an image a running QEMU holds (the handle has
 an ``attachment``) is only touched through QMP, never by qemu-img.
+
+Offline snapshot create and delete go to the process's resident
+qemu-storage-daemon (:mod:`evesnap_qcow2.daemon`: no process start, no image
+open per call; an app's volumes in one transaction), or to qemu-img when it
+cannot serve (``EVESNAP_QCOW2_DAEMON=off``, not installed, busy with another
+operation, or died in this one). Rollback is always ``qemu-img snapshot -a``.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from evesnap_core import (
     toolkit,
 )
 from evesnap_core.toolkit import crashpoint, ensure_dir, fsync_dir, publish, temp_file
-from evesnap_qcow2 import exports, header, live, naming, qemu_img, sidecar
+from evesnap_qcow2 import daemon, exports, header, live, naming, qemu_img, sidecar
 from evesnap_qcow2.sidecar import ExportRecord, TagRecord
 
 NAME = "qcow2"
@@ -56,14 +62,15 @@ CRASH_POINTS = (
 
 - ``snapshot.sidecar_recorded``: every image's sidecar names the new tag and
   none has it yet (offline and live);
-- ``snapshot.tag_made``: after each ``qemu-img snapshot -c`` (offline; with
-  two images, the first has its tag and the second not);
+- ``snapshot.tag_made``: offline, once per image after its tag is made: after
+  each ``qemu-img snapshot -c`` (with two images, the first has its tag and the
+  second not), or after the daemon's one transaction (every tag made);
 - ``snapshot.live_done``: after the QMP transaction, every tag made;
 - ``rollback.applied``: after ``qemu-img snapshot -a``, the sidecar's new
   ``current`` written or not (it is flushed while qemu-img runs);
 - ``rollback.recorded``: both done, the lock still held;
 - ``delete.tag_deleted``: after ``qemu-img snapshot -d`` (or its QMP
-  command), the sidecar written or not;
+  command, to the app's QEMU or to the storage daemon), the sidecar written or not;
 - ``delete.recorded``: both done.
 """
 CAPABILITIES = frozenset(
@@ -103,6 +110,8 @@ class Qcow2Backend:
     def __init__(self, context: BackendContext) -> None:
         self.volumes_dir = context.persist_dir / "vault" / "volumes"
         self.log = context.logger
+        off = context.option("daemon", "on").lower() in ("off", "0", "no", "false")
+        self.daemon: daemon.StorageDaemon | None = None if off else daemon.shared()
         toolkit.sweep(self.volumes_dir)  # what a killed operation left
 
     # ================================================================ plumbing
@@ -341,6 +350,12 @@ class Qcow2Backend:
                 live.snapshot_group(attached)
                 made.extend(attached)
                 crashpoint("qcow2.snapshot.live_done")
+            if offline:
+                landed = self._create_through_daemon(offline, images)
+                made.extend(landed)
+                offline = [item for item in offline if item not in landed]
+                for _ in landed:
+                    crashpoint("qcow2.snapshot.tag_made")
             for volume, tag in offline:
                 try:
                     qemu_img.snapshot("-c", images[volume.key], tag)
@@ -357,6 +372,26 @@ class Qcow2Backend:
                     self._give_back(images[volume.key])
             raise
 
+    def _create_through_daemon(
+        self, todo: list[tuple[VolumeHandle, str]], images: dict[str, Path]
+    ) -> list[tuple[VolumeHandle, str]]:
+        """The offline snapshots the storage daemon made: all of `todo` (one
+        transaction), none (it cannot serve: qemu-img makes them), or, when it
+        died in the transaction, those the images show (qemu-img makes the rest)."""
+        if self.daemon is None:
+            return []
+        try:
+            return list(todo) if self.daemon.snapshot([(images[v.key], t) for v, t in todo]) else []
+        except daemon.DaemonGone as exc:
+            self.log.warning("%s; qemu-img takes over", exc)
+            for volume, _ in todo:  # a kill mid-write can leave clusters allocated and unused
+                self._give_back(images[volume.key])
+            return [(v, t) for v, t in todo if self._find(images[v.key], t) is not None]
+        except EvesnapError:
+            for volume, _ in todo:
+                self._give_back(images[volume.key])  # a full disk can cut it short: no leak left
+            raise
+
     def _give_back(self, image: Path) -> None:
         """Reclaim clusters a failed qemu-img write left allocated (best effort: a
         leak wastes space, it never harms data)."""
@@ -368,8 +403,17 @@ class Qcow2Backend:
     def _delete_tag(self, volume: VolumeHandle, image: Path, tag: str) -> None:
         if volume.attachment is not None:
             live.delete(volume, tag)
-        else:
-            qemu_img.snapshot("-d", image, tag)
+            return
+        if self.daemon is not None:
+            try:
+                if self.daemon.delete(image, tag):
+                    return
+            except daemon.DaemonGone as exc:
+                self._give_back(image)  # killed after its table was written: clusters to give back
+                if self._find(image, tag) is None:
+                    return
+                self.log.warning("%s; qemu-img takes over", exc)
+        qemu_img.snapshot("-d", image, tag)
 
     @hookimpl
     def evesnap_list_snapshots(self, volume: VolumeHandle) -> list[SnapshotInfo]:

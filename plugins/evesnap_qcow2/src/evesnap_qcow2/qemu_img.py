@@ -42,7 +42,13 @@ def image_opts(path: Path, **extra: str) -> str:
 
 def translate(exc: CommandFailed, image: Path, what: str = "") -> EvesnapError:
     """The typed error a qemu-img failure stands for."""
-    err = exc.stderr
+    return typed(exc.stderr, image, what) or exc
+
+
+def typed(err: str, image: Path, what: str = "") -> EvesnapError | None:
+    """The typed error QEMU's message `err` about `image` stands for (qemu-img's
+    stderr or a QMP error's text: the block layer words them alike); None when
+    it is none of them. `what` names the snapshot the call was about."""
     key = image.name
     if 'Failed to get "write" lock' in err or "Failed to get shared" in err:
         return VolumeLocked(key, err.strip().splitlines()[-1] if err.strip() else "")
@@ -51,13 +57,16 @@ def translate(exc: CommandFailed, image: Path, what: str = "") -> EvesnapError:
     if "No space left on device" in err or "-28" in err:
         stat = os.statvfs(image.parent) if image.parent.exists() else None
         return NoSpace(str(image.parent), 0, stat.f_bavail * stat.f_frsize if stat else 0)
-    if what and ("Can't find" in err or "Could not find" in err or "not found" in err.lower()):
+    lowered = err.lower()
+    if what and ("can't find" in lowered or "could not find" in lowered or "not found" in lowered):
         return SnapshotNotFound(what, key)
-    if "corrupt" in err.lower():
+    if what and "does not exist on device" in lowered:  # QMP's word for a missing snapshot
+        return SnapshotNotFound(what, key)
+    if "corrupt" in lowered:
         return CorruptVolume(f"{image} is corrupt: {err.strip()}")
     if "No such file or directory" in err:
         return VolumeNotFound(key, "image file missing")
-    return exc
+    return None
 
 
 def qemu_img(
