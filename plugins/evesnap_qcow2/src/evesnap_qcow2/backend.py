@@ -345,13 +345,14 @@ class Qcow2Backend:
         attached = [(v, t) for v, t in todo if v.attachment is not None]
         offline = [(v, t) for v, t in todo if v.attachment is None]
         made: list[tuple[VolumeHandle, str]] = []
+        repair: list[Path] = []
         try:
             if attached:
                 live.snapshot_group(attached)
                 made.extend(attached)
                 crashpoint("qcow2.snapshot.live_done")
             if offline:
-                landed = self._create_through_daemon(offline, images)
+                landed, repair = self._create_through_daemon(offline, images)
                 made.extend(landed)
                 offline = [item for item in offline if item not in landed]
                 for _ in landed:
@@ -364,6 +365,8 @@ class Qcow2Backend:
                     raise
                 made.append((volume, tag))
                 crashpoint("qcow2.snapshot.tag_made")
+            for image in repair:
+                self._give_back(image)
         except BaseException:
             for volume, tag in reversed(made):
                 with contextlib.suppress(EvesnapError):
@@ -374,19 +377,22 @@ class Qcow2Backend:
 
     def _create_through_daemon(
         self, todo: list[tuple[VolumeHandle, str]], images: dict[str, Path]
-    ) -> list[tuple[VolumeHandle, str]]:
+    ) -> tuple[list[tuple[VolumeHandle, str]], list[Path]]:
         """The offline snapshots the storage daemon made: all of `todo` (one
         transaction), none (it cannot serve: qemu-img makes them), or, when it
-        died in the transaction, those the images show (qemu-img makes the rest)."""
+        died in the transaction, those the images show (qemu-img makes the
+        rest); and the images whose leaked clusters to give back once qemu-img
+        is done with them (a kill mid-write leaves some, and a later write can
+        meet more: a repair before qemu-img's own step is not enough)."""
         if self.daemon is None:
-            return []
+            return [], []
         try:
-            return list(todo) if self.daemon.snapshot([(images[v.key], t) for v, t in todo]) else []
+            made = self.daemon.snapshot([(images[v.key], t) for v, t in todo])
+            return (list(todo) if made else []), []
         except daemon.DaemonGone as exc:
             self.log.warning("%s; qemu-img takes over", exc)
-            for volume, _ in todo:  # a kill mid-write can leave clusters allocated and unused
-                self._give_back(images[volume.key])
-            return [(v, t) for v, t in todo if self._find(images[v.key], t) is not None]
+            landed = [(v, t) for v, t in todo if self._find(images[v.key], t) is not None]
+            return landed, [images[v.key] for v, _ in todo]
         except EvesnapError:
             for volume, _ in todo:
                 self._give_back(images[volume.key])  # a full disk can cut it short: no leak left
@@ -409,10 +415,11 @@ class Qcow2Backend:
                 if self.daemon.delete(image, tag):
                     return
             except daemon.DaemonGone as exc:
-                self._give_back(image)  # killed after its table was written: clusters to give back
-                if self._find(image, tag) is None:
-                    return
-                self.log.warning("%s; qemu-img takes over", exc)
+                if self._find(image, tag) is not None:
+                    self.log.warning("%s; qemu-img takes over", exc)
+                    qemu_img.snapshot("-d", image, tag)
+                self._give_back(image)  # what the kill (or qemu-img after it) left allocated, unused
+                return
         qemu_img.snapshot("-d", image, tag)
 
     @hookimpl

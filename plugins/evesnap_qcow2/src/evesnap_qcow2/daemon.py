@@ -272,19 +272,23 @@ class StorageDaemon:
         return nodes
 
     def _release(self, proc: _Process, nodes: Sequence[str], images: Sequence[Path]) -> None:
-        """Close `nodes` in the daemon; one it cannot close takes the daemon down
-        (its image lock with it) and the images are flushed from here."""
+        """Close `nodes` in the daemon. One it cannot close takes the daemon down
+        (its image lock with it), the images are flushed from here, and
+        DaemonGone says so: what the daemon still cached (qcow2 keeps its
+        refcount and L2 tables in memory until the close) is lost, so the caller
+        looks at the images. A daemon already gone was reported by the command."""
         if not proc.alive() or proc.client is None:
             return
         for node in reversed(nodes):
             try:
                 proc.client.command("blockdev-del", {"node-name": node})
             except QmpError as exc:
-                log.warning("qemu-storage-daemon could not release %s (%s): stopping it", node, exc)
                 self._end(proc, polite=False)
                 for image in images:
                     _flush(image)
-                return
+                raise DaemonGone(
+                    f"qemu-storage-daemon could not release {node} ({exc.detail}): stopped it"
+                ) from exc
 
     def _command(
         self,
@@ -300,9 +304,13 @@ class StorageDaemon:
             return proc.client.command(name, arguments)
         except QmpDisconnected as exc:
             self._end(proc, polite=False)
+            for image in images:
+                _flush(image)
             raise DaemonGone(f"qemu-storage-daemon died during {name}: {proc.outcome or exc.detail}") from exc
         except QmpTimeout:
             self._end(proc, polite=False)  # a step that outlived its limit must not finish later
+            for image in images:
+                _flush(image)
             raise
         except QmpError as exc:
             named = (i for i, n in zip(images, nodes, strict=False) if f"'{n}'" in exc.detail)
