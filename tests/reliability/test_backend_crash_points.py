@@ -15,9 +15,12 @@ apply` of the same config: recovery, then reconcile), and then:
 
 Apps are real QEMU processes. The ``mixed`` app has a purgeable OS volume
 (built from a qcow2 content image, generation bumped by an update) and two
-blank qcow2 volumes, so its snapshots are offline; the ``qcow2`` app has only
-the two qcow2 volumes and snapshots live over QMP. Every point runs in the
-default suite; ``-m slow`` adds the same points reached on other paths.
+blank qcow2 volumes, so its snapshots are offline: they go through the qcow2
+backend's resident qemu-storage-daemon (``qcow2.daemon.command`` kills evesnap
+with the images open in it, and the daemon dies with evesnap); the ``qcow2``
+app has only the two qcow2 volumes and snapshots live over QMP. Every point
+runs in the default suite; ``-m slow`` adds the same points reached on other
+paths.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ CASES = [
     ("rollback", "mixed", "purgeable.rollback.copied"),
     ("delete", "mixed", "qcow2.delete.tag_deleted"),
     ("delete", "mixed", "purgeable.delete.data_removed"),
+    ("create", "mixed", "qcow2.daemon.command"),
 ]
 SLOW_CASES = [
     ("update", "mixed", "qcow2.snapshot.tag_made"),
@@ -71,6 +75,8 @@ SLOW_CASES = [
     ("create", "qcow2", "qcow2.snapshot.sidecar_recorded"),
     ("delete", "qcow2", "qcow2.delete.tag_deleted"),
     ("delete", "qcow2", "qcow2.delete.recorded"),
+    ("delete", "mixed", "qcow2.daemon.command"),
+    ("update", "mixed", "qcow2.daemon.command"),
 ]
 RESULTS: dict[str, bool] = {}
 

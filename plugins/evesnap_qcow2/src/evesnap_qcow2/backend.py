@@ -57,6 +57,7 @@ CRASH_POINTS = (
     "qcow2.rollback.recorded",
     "qcow2.delete.tag_deleted",
     "qcow2.delete.recorded",
+    "qcow2.daemon.command",
 )
 """The step boundaries inside this backend (``evesnap_core.crashpoints``):
 
@@ -71,7 +72,10 @@ CRASH_POINTS = (
 - ``rollback.recorded``: both done, the lock still held;
 - ``delete.tag_deleted``: after ``qemu-img snapshot -d`` (or its QMP
   command, to the app's QEMU or to the storage daemon), the sidecar written or not;
-- ``delete.recorded``: both done.
+- ``delete.recorded``: both done;
+- ``daemon.command``: offline through the storage daemon, the images open in
+  it and its snapshot (or delete) command about to go: the sidecar names the
+  new tag, no image has it (:mod:`evesnap_qcow2.daemon`).
 """
 CAPABILITIES = frozenset(
     {
