@@ -190,6 +190,19 @@ class QmpDisconnected(QmpError):
 # ---------------------------------------------------------------- the core's own
 
 
+class GuestAgentError(EvesnapError):
+    """The QEMU guest agent refused a command, or could not be reached."""
+
+    def __init__(self, where: str, command: str, detail: str) -> None:
+        self.command = command
+        self.detail = detail
+        super().__init__(f"guest agent {command} on {where} failed: {detail}")
+
+
+class GuestAgentTimeout(GuestAgentError):
+    """The guest agent did not answer in time (no agent in the guest, a hung agent)."""
+
+
 class UnknownTarget(NotFound):
     """An app, snapshot or clone an operator or a controller named is not known to
     evesnap (not a backend's missing volume or snapshot, which is a failure)."""
