@@ -116,6 +116,9 @@ def test_describe_and_rename(cli: Cli) -> None:
     assert info["config"]["uuidandversion"]["uuid"] == APP and not info["current"]
     assert set(info["backendView"]) == {f"{VOL}#0", f"{VOL2}#0"}
     assert all(v["snapshot_id"] == s1 for v in info["backendView"].values())
+    assert info["consistency"] == "crash-consistent" and info["consistency_detail"]  # no guest agent here
+    assert tree(cli)[0]["consistency"] == "crash-consistent"
+    assert "CONSISTENCY" in ok(cli, "snapshot", "list", APP)
 
     ok(cli, "snapshot", "rename", APP, s1, "before the schema upgrade")
     assert tree(cli)[0]["name"] == "before the schema upgrade" and tree(cli)[0]["id"] == s1

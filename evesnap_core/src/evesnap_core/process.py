@@ -169,6 +169,27 @@ def run(
     return result
 
 
+def spawn_guardian(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start `argv` meant to OUTLIVE evesnap if evesnap dies: no PDEATHSIG, its
+    own session, a pipe on its stdin that tells it evesnap's end (EOF).
+
+    The one kind of child allowed to outlive its evesnap: a guardian that
+    undoes something only evesnap's death could leave (the thaw watchdog,
+    `evesnap_core.qemu.thaw_watchdog`). It carries the owner mark, so a next
+    evesnap waits for it (`wait_for_orphans`) before it recovers; a guardian
+    must therefore end on its own within a few seconds of being left."""
+    args = [os.fspath(a) for a in argv]
+    with _spawn_window():
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=child_env(),
+            start_new_session=True,
+        )
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)

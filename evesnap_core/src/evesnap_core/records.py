@@ -89,6 +89,10 @@ class VolumeSnapshot(BaseModel):
 
 
 SnapshotState = Literal["requested", "available", "deleting"]
+Consistency = Literal["crash-consistent", "filesystem-consistent"]
+"""What a snapshot's volumes hold: the state a power cut would leave
+(``crash-consistent``: every snapshot not taken with the guest's filesystems
+frozen), or filesystems frozen by the guest agent (``filesystem-consistent``)."""
 SnapshotOrigin = Literal["controller", "local", "schedule"]
 
 
@@ -116,6 +120,9 @@ class SnapshotRecord(BaseModel):
     error: Problem | None = None
     exports: dict[str, ReadOnlyExport] = Field(default_factory=dict)
     """Volumes exposed read-only (evesnap snapshot open), until closed."""
+    consistency: Consistency = "crash-consistent"
+    consistency_detail: str = ""
+    """Why: how long the guest was frozen, or why it was not (no agent, no answer)."""
 
     @classmethod
     def of_config(cls, config: AppInstanceConfig, **fields: object) -> SnapshotRecord:

@@ -15,6 +15,7 @@ evesnap when one stopped).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 from uuid import UUID
 
@@ -75,3 +76,9 @@ def evesnap_runtime_attachments(app_id: UUID) -> Mapping[str, LiveAttachment]:  
 @runtime_hookspec(firstresult=True)
 def evesnap_runtime_running_apps() -> Sequence[UUID]:  # type: ignore[empty-body]
     """Apps this runtime runs now (after an agent restart, to adopt or stop them)."""
+
+
+@runtime_hookspec(firstresult=True)
+def evesnap_runtime_guest_agent(app_id: UUID) -> Path | None:
+    """For a running app: the unix socket of its VM's guest-agent channel, or None
+    (no channel; a runtime that does not implement this hook has none)."""

@@ -7,6 +7,7 @@ the purgeable OS volumes' (whole copies, a retiring generation kept whole)."""
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from evesnap_core.model.validation import parse_model
 from evesnap_core.orchestrator.content import ContentResolver, file_url
 from evesnap_core.orchestrator.engine import Orchestrator
 from evesnap_core.runtimes.runtime import Runtime
+from evesnap_core.testing.fake_agent import FakeGuestAgent
 from evesnap_core.testing.memory import InstantRuntime, MemoryBackend, MemoryConfig
 from evesnap_core.testing.memory_disk import MemoryDisk
 
@@ -240,6 +242,35 @@ def test_immediate_snapshot_without_downtime_when_every_volume_is_live(tmp_path:
     world.orch.reconcile(world.config(with_os=False, snapshots=[(S1, IMMEDIATE)]))
     assert world.rt.stops == stops
     assert [s["id"] for s in world.app_report()["snapshots"]] == [S1]
+
+
+def test_live_snapshot_with_a_guest_agent_is_filesystem_consistent(tmp_path: Path) -> None:
+    world = World(tmp_path, data_backend=LIVE)
+    world.orch.reconcile(world.config(with_os=False))
+    with tempfile.TemporaryDirectory(prefix="esqe-", dir="/tmp") as folder:
+        sock = Path(folder) / "qga.sock"
+        with FakeGuestAgent(sock) as fake:
+            world.rt.agents[APP] = sock
+            world.orch.reconcile(world.config(with_os=False, snapshots=[(S1, IMMEDIATE)]))
+            assert not fake.frozen
+            assert [c for c in fake.commands if "fsfreeze-" in c and "status" not in c] == [
+                "guest-fsfreeze-freeze",
+                "guest-fsfreeze-thaw",
+            ]
+    snap = world.orch.apps[APP].snapshots[S1]
+    assert snap.consistency == "filesystem-consistent"
+    assert "frozen for" in snap.consistency_detail
+    assert world.orch.ledger.unfinished() == []
+
+
+def test_live_snapshot_without_a_guest_agent_says_crash_consistent(tmp_path: Path) -> None:
+    world = World(tmp_path, data_backend=LIVE)
+    world.orch.reconcile(world.config(with_os=False, snapshots=[(S1, IMMEDIATE)]))
+    world.orch.reconcile(world.config(with_os=False, snapshots=[(S1, IMMEDIATE), (S2, IMMEDIATE)]))
+    first, second = world.orch.apps[APP].snapshots[S1], world.orch.apps[APP].snapshots[S2]
+    assert first.consistency == "crash-consistent" and "not running" in first.consistency_detail
+    assert second.consistency == "crash-consistent"
+    assert second.consistency_detail == "the app has no guest-agent channel"
 
 
 def test_max_snapshots_evicts_the_oldest(world: World) -> None:

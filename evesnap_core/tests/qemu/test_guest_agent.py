@@ -56,7 +56,7 @@ def test_a_silent_agent_times_out_on_time(sock: Path) -> None:
     with FakeGuestAgent(sock, mode="silent"):
         agent = GuestAgent(sock, timeout=0.5)
         start = time.monotonic()
-        with pytest.raises(GuestAgentTimeout, match="no answer within 0.5 s"):
+        with pytest.raises(GuestAgentTimeout, match=r"no answer within 0\.5 s"):
             agent.connect()
         assert time.monotonic() - start < 1.5
         assert not agent.connected

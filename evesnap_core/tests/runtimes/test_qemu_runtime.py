@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from evesnap_core.errors import ConfigError, GuestAgentTimeout
 from evesnap_core.handler_types import VolumeHandle
+from evesnap_core.qemu.guest_agent import GuestAgent
 from evesnap_core.runtime_hookspecs import AppSpec
 from evesnap_core.runtimes.qemu import QemuRuntime
 from evesnap_core.runtimes.runtime import Runtime
@@ -138,3 +140,35 @@ def test_a_foreign_client_on_the_operators_monitor_never_blocks_evesnap(
             assert qmp.command("query-status")["status"] == "running"
     finally:
         held.close()
+
+
+def test_a_guest_agent_channel_when_the_local_setting_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel exists (a unix socket QEMU listens on, beside evesnap's own
+    monitor); with no guest OS nobody answers on it, and the client says so in time."""
+    setting = tmp_path / "guest.json"
+    setting.write_text('{"guest_agent": true}')
+    monkeypatch.setenv("EVESNAP_QEMU_GUEST", str(setting))
+    rt = Runtime(QemuRuntime(tmp_path / "persist"))
+    app = AppSpec(uuid=uuid.uuid4(), name="vm", version="1", volumes=(image(tmp_path / "d.qcow2"),))
+    rt.start(app)
+    try:
+        sock = rt.guest_agent(app.uuid)
+        assert sock is not None and sock.is_socket() and sock.name.endswith(".qga")
+        assert (
+            sock.parent == rt.attachments(app.uuid)[app.volumes[0].key].qmp_socket.parent
+        )  # the 0700 folder
+        with pytest.raises(GuestAgentTimeout):
+            GuestAgent(sock, timeout=0.5).connect()
+    finally:
+        assert rt.stop(app.uuid, timeout=10)
+    assert rt.guest_agent(app.uuid) is None
+
+
+def test_a_bad_guest_setting_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    setting = tmp_path / "guest.json"
+    setting.write_text('{"guest_agent": true, "kernal": "/boot/vmlinuz"}')
+    monkeypatch.setenv("EVESNAP_QEMU_GUEST", str(setting))
+    with pytest.raises(ConfigError, match="EVESNAP_QEMU_GUEST"):
+        QemuRuntime(tmp_path / "persist")

@@ -98,7 +98,7 @@ def test_the_reference_layout_round_trips(tmp_path: Path) -> None:
     ]
     status = json.loads((folder / "snapshotInstanceStatus.json").read_text())
     assert status["Snapshot"]["SnapshotID"] == "s1" and status["AppInstanceID"] == str(APP)
-    assert status["ConfigVersion"]["Version"] == "1" and status["SchemaVersion"] == 2
+    assert status["ConfigVersion"]["Version"] == "1" and status["SchemaVersion"] == 3
     UUID(status["ConfigVersion"]["UUID"])  # EVE's UUIDandVersion
     volumes = json.loads((folder / "volumesSnapshotStatus.json").read_text())
     assert volumes["AppUUID"] == str(APP) and f"{VOLUME}#1" in volumes["EvesnapVolumes"]

@@ -270,3 +270,13 @@ def test_schema_1_files_are_migrated_to_eve_s_shapes() -> None:
     assert volumes.warnings == []
     assert volumes.value.volume_snapshot_meta == {VOLUME: "tag"}
     assert list(volumes.value.evesnap_volumes) == [f"{VOLUME}#1"]
+
+
+def test_a_schema_2_snapshot_reads_as_crash_consistent_without_a_warning() -> None:
+    """Snapshots evesnap took before it recorded consistency levels were never quiesced."""
+    doc = {**status_doc(), "SchemaVersion": 2, "ConfigVersion": {"UUID": APP, "Version": "7"}}
+    loaded = parse_stored(SnapshotInstanceStatus, json.dumps(doc).encode(), "f.json")
+    assert loaded.value.consistency == "crash-consistent"
+    assert "before evesnap recorded" in loaded.value.consistency_detail
+    assert loaded.warnings == []
+    assert json.loads(loaded.value.dump())["SchemaVersion"] == SnapshotInstanceStatus.SCHEMA == 3

@@ -66,6 +66,30 @@ class Event(BaseModel):
     state: str | None = None
 
 
+class SnapshotNode(BaseModel):
+    """One snapshot of ``GET /v1/apps/{app}/snapshots`` (the tree, parents first)."""
+
+    id: str
+    configId: str  # noqa: N815 (the report's names)
+    configVersion: str  # noqa: N815
+    type: str
+    parent: str | None
+    depth: int
+    current: bool
+    name: str
+    state: str
+    origin: str
+    consistency: Literal["crash-consistent", "filesystem-consistent"] = Field(
+        description="filesystem-consistent: taken with the guest's filesystems frozen by its agent; "
+        "crash-consistent: what a power cut would have left."
+    )
+    consistencyDetail: str = Field(  # noqa: N815
+        default="", description="How long the guest was frozen, or why it was not."
+    )
+    createTime: str | None = None  # noqa: N815
+    snapErr: dict[str, str] | None = None  # noqa: N815
+
+
 class SnapshotCreate(BaseModel):
     id: str | None = None
     name: str = ""

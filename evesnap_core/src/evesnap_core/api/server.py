@@ -33,6 +33,7 @@ from evesnap_core.api.models import (
     Operation,
     PolicyRunCreate,
     SnapshotCreate,
+    SnapshotNode,
     SnapshotRename,
     SnapshotRollback,
 )
@@ -152,7 +153,7 @@ def make_app(service: Service | None, socket: Path | None = None) -> FastAPI:
     def plugins() -> Any:
         return read(["plugins"])
 
-    @app.get("/v1/apps/{app}/snapshots", responses=ERRORS)
+    @app.get("/v1/apps/{app}/snapshots", responses={**ERRORS, 200: {"model": list[SnapshotNode]}})
     def snapshots(app: str) -> Any:
         """The app's snapshots as a tree (parents first)."""
         return read(["snapshot", "list", app])

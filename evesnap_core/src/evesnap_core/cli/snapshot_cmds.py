@@ -143,7 +143,7 @@ def snapshot_list(obj: Any, app: str, as_json: bool) -> None:
         print_json([_node_json(n) for n in nodes])
         return
     print_table(
-        ["ID", "NAME", "STATE", "CONFIG VERSION", "CREATED", "ERROR"],
+        ["ID", "NAME", "STATE", "CONFIG VERSION", "CREATED", "CONSISTENCY", "ERROR"],
         [
             [
                 ("  " * n.depth) + ("* " if n.current else "") + n.snapshot.id,
@@ -151,6 +151,7 @@ def snapshot_list(obj: Any, app: str, as_json: bool) -> None:
                 n.snapshot.state,
                 n.snapshot.config_version,
                 f"{n.snapshot.created:%Y-%m-%d %H:%M:%S}" if n.snapshot.created else "",
+                n.snapshot.consistency if n.snapshot.state != "requested" else "",
                 one_line(n.snapshot.error.description) if n.snapshot.error else "",
             ]
             for n in nodes
@@ -256,6 +257,8 @@ def _node_json(node: TreeNode) -> dict[str, Any]:
         "name": snap.display_name,
         "state": snap.state,
         "origin": snap.origin,
+        "consistency": snap.consistency,
+        "consistencyDetail": snap.consistency_detail,
     }
     if snap.created is not None:
         out["createTime"] = snap.created.isoformat().replace("+00:00", "Z")

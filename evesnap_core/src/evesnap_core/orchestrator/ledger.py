@@ -54,6 +54,7 @@ class Intent:
     def __init__(self, token: str) -> None:
         self.token = token
         self.kept = False
+        self.left = False
         self._undo: list[Callable[[EvesnapError], None]] = []
 
     def on_error(self, undo: Callable[[EvesnapError], None]) -> None:
@@ -63,6 +64,11 @@ class Intent:
     def keep(self) -> None:
         """The steps are done: from here a failure leaves the intent to recovery."""
         self.kept = True
+
+    def leave_to_recovery(self) -> None:
+        """Whatever happens, leave the intent in the journal: what it guards is not
+        settled yet (a guest not thawed), and recovery at the next start settles it."""
+        self.left = True
 
     def undo(self, error: EvesnapError) -> None:
         """Run the undos, last first; one that raises leaves the intent to recovery."""
@@ -108,11 +114,13 @@ class Ledger:
         except EvesnapError as exc:
             if not opened.kept:
                 opened.undo(exc)
-                with self.guard:
-                    self.store.commit(opened.token)
+                if not opened.left:
+                    with self.guard:
+                        self.store.commit(opened.token)
             raise
-        with self.guard:
-            self.store.commit(opened.token)
+        if not opened.left:
+            with self.guard:
+                self.store.commit(opened.token)
 
     def unfinished(self) -> list[dict[str, object]]:
         """The intents a crash left (recovery's input)."""

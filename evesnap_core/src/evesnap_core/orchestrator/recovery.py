@@ -5,16 +5,20 @@ unfinished intent of the ledger is resolved from the records: a snapshot that
 never became available is undone on every volume (no backend snapshot without a
 record); a clone whose app was never recorded has its recorded volumes
 destroyed; a rollback or a deletion is simply carried out again by the next
-converge, since its target is recorded and both are idempotent.
+converge, since its target is recorded and both are idempotent; a guest left
+frozen by a quiesced snapshot (a ``freeze`` intent) is thawed through its agent
+(nothing to do if its VM is gone: a stopped guest holds no frozen filesystem).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from uuid import UUID
 
 from evesnap_core.errors import EvesnapError
+from evesnap_core.orchestrator.quiesce import thaw
 from evesnap_core.orchestrator.transactions import SnapshotTransactions
 from evesnap_core.orchestrator.volumes import Volumes
 from evesnap_core.orchestrator.wiring import Wiring
@@ -38,6 +42,13 @@ def recover(wiring: Wiring, volumes: Volumes, transactions: SnapshotTransactions
                     with contextlib.suppress(EvesnapError):
                         volumes.destroy(made)
                 done.append(f"undid unfinished clone of snapshot {sid} of app {intent['app']}")
+        elif intent["kind"] == "freeze":
+            details = intent.get("details")
+            agent = str(details.get("agent", "")) if isinstance(details, dict) else ""
+            if agent and Path(agent).exists() and thaw(Path(agent), within=5.0):
+                done.append(f"thawed the guest of app {intent['app']} (frozen for snapshot {sid})")
+            else:
+                done.append(f"guest of app {intent['app']} not reachable to thaw (its VM is gone)")
         elif intent["kind"] == "snapshot" and (snap is None or snap.state != "available"):
             keys = snap.volume_keys if snap else []
             for key in keys:

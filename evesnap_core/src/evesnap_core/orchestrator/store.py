@@ -56,6 +56,7 @@ class MemoryStore:
         self.apps: dict[UUID, AppRecord] = {}
         self.volumes: dict[str, VolumeRecord] = {}
         self.intents: dict[str, tuple[str, UUID, str]] = {}
+        self.details: dict[str, dict[str, str]] = {}
         self.device: DeviceConfig | None = None
         self._ids = itertools.count(1)
 
@@ -93,14 +94,23 @@ class MemoryStore:
     def begin(self, kind: str, app: UUID, snapshot_id: str, details: dict[str, str]) -> str:
         intent = str(next(self._ids))
         self.intents[intent] = (kind, app, snapshot_id)
+        self.details[intent] = dict(details)
         return intent
 
     def commit(self, intent: str) -> None:
         self.intents.pop(intent, None)
+        self.details.pop(intent, None)
 
     def unfinished(self) -> list[dict[str, object]]:
         return [
-            {"intent": k, "kind": v[0], "app": str(v[1]), "snapshot": v[2]} for k, v in self.intents.items()
+            {
+                "intent": k,
+                "kind": v[0],
+                "app": str(v[1]),
+                "snapshot": v[2],
+                "details": self.details.get(k, {}),
+            }
+            for k, v in self.intents.items()
         ]
 
     def damaged(self) -> list[Damaged]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid as uuidlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from evesnap_core.backend import Backend
 from evesnap_core.crashpoints import crashpoint
@@ -41,6 +41,7 @@ from evesnap_core.model.config import (
 )
 from evesnap_core.model.validation import free_text
 from evesnap_core.orchestrator.ledger import Intent, volume_keys
+from evesnap_core.orchestrator.quiesce import Quiesce, Quiescer
 from evesnap_core.orchestrator.volumes import Volumes
 from evesnap_core.orchestrator.wiring import Wiring
 from evesnap_core.records import (
@@ -82,10 +83,17 @@ def backend_id(part: VolumeSnapshot, snapshot_id: str) -> str:
     return part.info.snapshot_id if part.info.meta.get(ADOPTED_META) else snapshot_id
 
 
+@contextlib.contextmanager
+def _offline() -> Iterator[Quiesce]:
+    """A snapshot of a stopped app: what the volumes held when its VM ended."""
+    yield Quiesce(detail="taken while the app was not running")
+
+
 class SnapshotTransactions:
     def __init__(self, wiring: Wiring, volumes: Volumes) -> None:
         self.w = wiring
         self.volumes = volumes
+        self.quiescer = Quiescer(wiring.ledger, wiring.freeze_timeout, log_dir=default_runtime_dir())
 
     def stop_app(self, record: AppRecord) -> None:
         """Stop the app's VM, or fail saying it did not stop in time."""
@@ -157,15 +165,19 @@ class SnapshotTransactions:
                     if attachments and key in attachments:
                         handle = handle.attached(attachments[key])
                     by_backend.setdefault(handle.backend, []).append(handle)
-                for name, handles in by_backend.items():
-                    plain = [h for h in handles if h.key not in retiring]
-                    if plain:
-                        backend = self.w.registry.get(name)
-                        for info in backend.snapshot_group(plain, snap.id, self.w.progress):
-                            handle = next(h for h in plain if h.uuid == info.volume)
-                            infos[handle.key] = (handle, info)
-                            made.append((backend, handle, False))
-                        crashpoint("snapshot.backend_group_done")
+                live = any(h.attachment is not None for hs in by_backend.values() for h in hs)
+                agent = self.w.runtime.guest_agent(record.uuid) if live else None
+                with self.quiescer.around(record.uuid, snap.id, agent) if live else _offline() as quiesce:
+                    for name, handles in by_backend.items():
+                        plain = [h for h in handles if h.key not in retiring]
+                        if plain:
+                            backend = self.w.registry.get(name)
+                            for info in backend.snapshot_group(plain, snap.id, self.w.progress):
+                                handle = next(h for h in plain if h.uuid == info.volume)
+                                infos[handle.key] = (handle, info)
+                                made.append((backend, handle, False))
+                            crashpoint("snapshot.backend_group_done")
+                snap.consistency, snap.consistency_detail = quiesce.consistency, quiesce.detail
                 for name, handles in by_backend.items():
                     for handle in (h for h in handles if h.key in retiring):
                         backend = self.w.registry.get(name)

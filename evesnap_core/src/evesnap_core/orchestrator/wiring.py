@@ -30,6 +30,8 @@ class Wiring:
     """Told about long copies (building a volume, a whole-volume snapshot)."""
     persist: Path | None = None
     """The persist folder, which no volume may reach out of (`boundaries`)."""
+    freeze_timeout: float | None = None
+    """The bound of a quiesced snapshot's guest freeze (None: ``$EVESNAP_FREEZE_TIMEOUT`` or 5 s)."""
 
     def backend_of(self, handle: VolumeHandle) -> Backend:
         """The backend that made `handle` (the one it names)."""

@@ -19,6 +19,13 @@ attached as a ``-blockdev`` with a known node name (``vol<i>`` for the format
 node), which is what a backend needs to snapshot it live over QMP. No guest OS
 is needed: QEMU with its volumes attached holds them open exactly as a running
 app would.
+
+A local setting (``EVESNAP_QEMU_GUEST``: a JSON file, `GuestSettings`) adds a
+guest-agent channel (its socket beside evesnap's own monitor, ``<runtime
+dir>/own/<tag>-<app>.qga``), which quiesced snapshots use, and may boot a Linux
+guest directly (kernel, initrd, command line, folders shared over 9p): the
+guest VM harness (``contrib/guestvm``) starts its apps that way, through this
+runtime, so its tests go through evesnap's own snapshot path.
 """
 
 from __future__ import annotations
@@ -39,8 +46,9 @@ from evesnap_core.errors import AppRuntimeError, CommandFailed
 from evesnap_core.handler_types import LiveAttachment, VolumeHandle
 from evesnap_core.process import alive as pid_alive
 from evesnap_core.process import cmdline, persist_tag, pids, run
-from evesnap_core.qemu.command_line import Drive, command_line
+from evesnap_core.qemu.command_line import Drive, GuestBoot, Share, command_line
 from evesnap_core.runtime_hookspecs import AppRunState, AppSpec, runtime_hookimpl
+from evesnap_core.runtimes.qemu_guest import GuestSettings
 from evesnap_core.settings import RUNTIME_DIR_ENV, default_runtime_dir
 
 START_TIMEOUT = 60.0
@@ -54,6 +62,8 @@ class _Started(BaseModel):
     volumes: list[VolumeHandle]
     qmp: str | None = None
     """evesnap's own monitor (None: a VM of an older evesnap, one monitor only)."""
+    guest_agent: str | None = None
+    """The host end of the VM's guest-agent channel (None: it has none)."""
 
 
 class _Intent(BaseModel):
@@ -111,6 +121,7 @@ class QemuRuntime:
         self.tag = persist_tag(persist_dir)
         self.accel = accel
         self.memory_mb = memory_mb
+        self.guest = GuestSettings.from_env()
 
     def _socket(self, app: UUID) -> Path:
         sock = self.sockets / f"{self.tag}-{app}.qmp"
@@ -124,6 +135,25 @@ class QemuRuntime:
     def _own_socket(self, app: UUID) -> Path:
         """evesnap's private monitor: in a folder of mode 0700."""
         return self.sockets / "own" / f"{self.tag}-{app}.qmp"
+
+    def _agent_socket(self, app: UUID) -> Path:
+        """The host end of the app's guest-agent channel, beside evesnap's own monitor."""
+        sock = self.sockets / "own" / f"{self.tag}-{app}.qga"
+        if len(str(sock).encode()) >= 108:
+            raise AppRuntimeError(f"guest agent socket path {sock} is too long; set {RUNTIME_DIR_ENV}")
+        return sock
+
+    def _boot(self, app: UUID) -> GuestBoot | None:
+        if self.guest is None or self.guest.kernel is None:
+            return None
+        return GuestBoot(
+            kernel=self.guest.kernel,
+            initrd=self.guest.initrd,
+            append=self.guest.append,
+            cpus=self.guest.cpus,
+            shares=tuple(Share(s.tag, s.path, s.readonly) for s in self.guest.shares),
+            console=self._dir(app) / "console.log" if self.guest.console else None,
+        )
 
     def _dir(self, app: UUID) -> Path:
         return self.root / str(app)
@@ -187,7 +217,14 @@ class QemuRuntime:
         if len(found) == 1 and intent is not None and intent.volumes == list(app.volumes):
             sock = self._own_socket(app.uuid)
             if self._wait_socket(sock, 5.0):
-                record = _Started(app=app.uuid, pid=found[0], volumes=list(app.volumes), qmp=str(sock))
+                agent = self._agent_socket(app.uuid)
+                record = _Started(
+                    app=app.uuid,
+                    pid=found[0],
+                    volumes=list(app.volumes),
+                    qmp=str(sock),
+                    guest_agent=str(agent) if agent.exists() else None,
+                )
                 atomic_write(self._dir(app.uuid) / "started.json", record.model_dump_json().encode())
                 return True
         for pid in found:
@@ -232,25 +269,35 @@ class QemuRuntime:
         own = ensure_dir(self._own_socket(app.uuid).parent)
         own.chmod(0o700)
         sock, mine, pidfile = self._socket(app.uuid), self._own_socket(app.uuid), self._pidfile(app.uuid)
-        for stale in (sock, mine, pidfile):
+        agent = self._agent_socket(app.uuid) if self.guest is not None and self.guest.guest_agent else None
+        for stale in (sock, mine, pidfile, self._agent_socket(app.uuid)):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         intent = _Intent(app=app.uuid, volumes=list(app.volumes))
         atomic_write(folder / "intent.json", intent.model_dump_json().encode())  # before the launch
+        guest_memory = self.guest.memory_mb if self.guest is not None else None
         argv = command_line(
             f"evesnap-{app.uuid}",
             accel=self.accel,
-            memory_mb=self.memory_mb or app.memory_mb,
+            memory_mb=guest_memory or self.memory_mb or app.memory_mb,
             qmp_sockets=(mine, sock),  # evesnap's own first, then the operators'
             pidfile=pidfile,
             drives=[_drive(index, volume) for index, volume in enumerate(app.volumes)],
+            guest_agent=agent,
+            boot=self._boot(app.uuid),
         )
         try:
             run(argv, timeout=START_TIMEOUT)
         except CommandFailed as exc:
             raise AppRuntimeError(f"app {app.uuid} ({app.name}) failed to start: {exc}") from exc
         pid = int(pidfile.read_text().strip())
-        record = _Started(app=app.uuid, pid=pid, volumes=list(app.volumes), qmp=str(mine))
+        record = _Started(
+            app=app.uuid,
+            pid=pid,
+            volumes=list(app.volumes),
+            qmp=str(mine),
+            guest_agent=str(agent) if agent is not None else None,
+        )
         atomic_write(folder / "started.json", record.model_dump_json().encode())
         # QMP listens before -daemonize returns, but be sure
         if not self._wait_socket(mine, START_TIMEOUT):
@@ -291,6 +338,13 @@ class QemuRuntime:
             )
             for i, volume in enumerate(started.volumes)
         }
+
+    @runtime_hookimpl
+    def evesnap_runtime_guest_agent(self, app_id: UUID) -> Path | None:
+        started = self._started(app_id)
+        if started is None or started.guest_agent is None or not self._alive(started):
+            return None
+        return Path(started.guest_agent)
 
     @runtime_hookimpl
     def evesnap_runtime_running_apps(self) -> Sequence[UUID]:

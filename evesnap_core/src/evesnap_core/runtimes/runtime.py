@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -45,6 +46,11 @@ class Runtime:
 
     def attachments(self, app_id: UUID) -> Mapping[str, LiveAttachment]:
         return dict(self._call("evesnap_runtime_attachments", app_id=app_id) or {})
+
+    def guest_agent(self, app_id: UUID) -> Path | None:
+        """The socket of the app's guest-agent channel (None: it has none)."""
+        found = self._call("evesnap_runtime_guest_agent", app_id=app_id)
+        return Path(found) if found else None
 
     def running_apps(self) -> Sequence[UUID]:
         return list(self._call("evesnap_runtime_running_apps") or [])

@@ -36,6 +36,7 @@ from evesnap_core.handler_types import ReadOnlyExport
 from evesnap_core.model.config import DeviceConfig, SnapshotType
 from evesnap_core.records import (
     AppRecord,
+    Consistency,
     Problem,
     SnapshotOrigin,
     SnapshotRecord,
@@ -72,9 +73,17 @@ def _config_version_object(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _consistency(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 -> 3: every snapshot taken before evesnap recorded consistency
+    levels was taken without freezing the guest: crash-consistent."""
+    data.setdefault("Consistency", "crash-consistent")
+    data.setdefault("ConsistencyDetail", "taken before evesnap recorded consistency levels")
+    return data
+
+
 class SnapshotInstanceStatus(StoredFile):
-    SCHEMA = 2
-    MIGRATIONS = {1: _config_version_object}
+    SCHEMA = 3
+    MIGRATIONS = {1: _config_version_object, 2: _consistency}
 
     snapshot: SnapshotDescription = Field(alias="Snapshot")
     app_instance_id: UUID = Field(alias="AppInstanceID")
@@ -87,6 +96,8 @@ class SnapshotInstanceStatus(StoredFile):
     error: Problem | None = Field(None, alias="Error")
     exports: dict[str, ReadOnlyExport] = Field(default_factory=dict, alias="Exports")
     """Volumes exposed read-only until closed (evesnap snapshot open)."""
+    consistency: Consistency = Field("crash-consistent", alias="Consistency")
+    consistency_detail: str = Field("", alias="ConsistencyDetail")
 
 
 class VolumeSnapshotMeta(StoredModel):

@@ -358,6 +358,8 @@ class PersistStore:
             parent=s.parent,
             error=s.error,
             exports=s.exports,
+            consistency=s.consistency,
+            consistency_detail=s.consistency_detail,
             config_id=c.config_id,
             config_version=s.config_version.version,
             config_json=_config_json(c.config),
@@ -705,6 +707,8 @@ def snapshot_files(snapshot: SnapshotRecord) -> dict[str, StoredFile]:
             parent=snapshot.parent,
             error=snapshot.error,
             exports=snapshot.exports,
+            consistency=snapshot.consistency,
+            consistency_detail=snapshot.consistency_detail,
         ),
     }
 

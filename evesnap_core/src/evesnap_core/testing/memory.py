@@ -345,6 +345,8 @@ class InstantRuntime:
         self.running: dict[UUID, AppSpec] = {}
         self.starts = 0
         self.stops = 0
+        self.agents: dict[UUID, Path] = {}
+        """Guest-agent sockets of apps (a test's fake agent), while they run."""
 
     @runtime_hookimpl
     def evesnap_runtime_name(self) -> str:
@@ -374,6 +376,10 @@ class InstantRuntime:
             h.key: LiveAttachment(qmp_socket=Path("/nonexistent"), node_name=f"n{i}")
             for i, h in enumerate(app.volumes)
         }
+
+    @runtime_hookimpl
+    def evesnap_runtime_guest_agent(self, app_id: UUID) -> Path | None:
+        return self.agents.get(app_id) if app_id in self.running else None
 
     @runtime_hookimpl
     def evesnap_runtime_running_apps(self) -> Sequence[UUID]:
