@@ -156,8 +156,11 @@ class Quiescer:
                 except GuestAgentError as exc:
                     result.detail = f"the guest agent did not freeze: {exc}"
                 else:
-                    result.consistency = "filesystem-consistent"
-                    result.detail = f"{count} guest filesystem(s) frozen"
+                    if count > 0:
+                        result.consistency = "filesystem-consistent"
+                        result.detail = f"{count} guest filesystem(s) frozen"
+                    else:  # the agent's state stays "thawed": nothing was held
+                        result.detail = "the guest agent found no filesystem to freeze"
                 agent.close()  # free the agent's channel for the watchdog
                 crashpoint("freeze.frozen")
                 yield result

@@ -270,7 +270,8 @@ class QemuRuntime:
         own.chmod(0o700)
         sock, mine, pidfile = self._socket(app.uuid), self._own_socket(app.uuid), self._pidfile(app.uuid)
         agent = self._agent_socket(app.uuid) if self.guest is not None and self.guest.guest_agent else None
-        for stale in (sock, mine, pidfile, self._agent_socket(app.uuid)):
+        console = folder / "console.log"  # one boot's console each
+        for stale in (sock, mine, pidfile, self._agent_socket(app.uuid), console):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         intent = _Intent(app=app.uuid, volumes=list(app.volumes))
