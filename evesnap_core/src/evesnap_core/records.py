@@ -123,6 +123,9 @@ class SnapshotRecord(BaseModel):
     consistency: Consistency = "crash-consistent"
     consistency_detail: str = ""
     """Why: how long the guest was frozen, or why it was not (no agent, no answer)."""
+    live_snapshot_ms: int | None = None
+    """How long the live snapshot call took (None: taken offline): QEMU runs it in
+    its main loop, and the guest's I/O to the volumes waits about as long."""
 
     @classmethod
     def of_config(cls, config: AppInstanceConfig, **fields: object) -> SnapshotRecord:

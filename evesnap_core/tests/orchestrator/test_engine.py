@@ -8,6 +8,7 @@ the purgeable OS volumes' (whole copies, a retiring generation kept whole)."""
 from __future__ import annotations
 
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -271,6 +272,30 @@ def test_live_snapshot_without_a_guest_agent_says_crash_consistent(tmp_path: Pat
     assert first.consistency == "crash-consistent" and "not running" in first.consistency_detail
     assert second.consistency == "crash-consistent"
     assert second.consistency_detail == "the app has no guest-agent channel"
+
+
+def test_a_live_snapshot_slower_than_the_bound_is_a_warning_on_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path, data_backend=LIVE)
+    world.orch.reconcile(world.config(with_os=False))
+    check = world.data.check
+
+    def slow(operation: str, volume_key: str) -> None:
+        if operation.startswith("snapshot"):
+            time.sleep(0.03)
+        check(operation, volume_key)
+
+    monkeypatch.setattr(world.data, "check", slow)
+    monkeypatch.setenv("EVESNAP_LIVE_STALL_WARN_MS", "10")
+    world.orch.reconcile(world.config(with_os=False, snapshots=[(S1, IMMEDIATE)]))
+    snap = world.orch.apps[APP].snapshots[S1]
+    assert snap.live_snapshot_ms is not None and snap.live_snapshot_ms >= 30
+    warnings = [e["description"] for e in world.app_report()["appErr"]]
+    assert any(f"live snapshot {S1} held the guest's disk I/O for about" in w for w in warnings), warnings
+    monkeypatch.setenv("EVESNAP_LIVE_STALL_WARN_MS", "1000")
+    world.orch.reconcile(world.config(with_os=False, snapshots=[(S1, IMMEDIATE), (S2, IMMEDIATE)]))
+    assert not any("held the guest's disk I/O" in e["description"] for e in world.app_report()["appErr"])
 
 
 def test_max_snapshots_evicts_the_oldest(world: World) -> None:

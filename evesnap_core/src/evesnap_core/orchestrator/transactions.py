@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import time
 import uuid as uuidlib
 from collections.abc import Iterator, Mapping
 
@@ -56,6 +58,15 @@ from evesnap_core.records import (
 from evesnap_core.settings import default_runtime_dir
 
 log = logging.getLogger(__name__)
+
+LIVE_STALL_ENV = "EVESNAP_LIVE_STALL_WARN_MS"
+DEFAULT_LIVE_STALL_MS = 100
+
+
+def live_stall_bound_ms() -> int:
+    """Above this (``$EVESNAP_LIVE_STALL_WARN_MS``, 100 ms) a live snapshot is reported as a warning."""
+    raw = os.environ.get(LIVE_STALL_ENV, "")
+    return int(raw) if raw.isdigit() else DEFAULT_LIVE_STALL_MS
 
 
 def fixup_restored_config(
@@ -168,6 +179,7 @@ class SnapshotTransactions:
                 live = any(h.attachment is not None for hs in by_backend.values() for h in hs)
                 agent = self.w.runtime.guest_agent(record.uuid) if live else None
                 with self.quiescer.around(record.uuid, snap.id, agent) if live else _offline() as quiesce:
+                    began = time.perf_counter()
                     for name, handles in by_backend.items():
                         plain = [h for h in handles if h.key not in retiring]
                         if plain:
@@ -177,7 +189,10 @@ class SnapshotTransactions:
                                 infos[handle.key] = (handle, info)
                                 made.append((backend, handle, False))
                             crashpoint("snapshot.backend_group_done")
+                    if live:
+                        snap.live_snapshot_ms = round((time.perf_counter() - began) * 1000)
                 snap.consistency, snap.consistency_detail = quiesce.consistency, quiesce.detail
+                self._warn_if_slow(record, snap)
                 for name, handles in by_backend.items():
                     for handle in (h for h in handles if h.key in retiring):
                         backend = self.w.registry.get(name)
@@ -229,6 +244,19 @@ class SnapshotTransactions:
             except EvesnapError:
                 backend.rollback(handle, snapshot_id)
         backend.delete_snapshot(handle, snapshot_id)
+
+    def _warn_if_slow(self, record: AppRecord, snap: SnapshotRecord) -> None:
+        """A live snapshot whose call took longer than the bound held the guest's
+        I/O about as long (benchmarks/guest_stall.py): say so on the app."""
+        took, bound = snap.live_snapshot_ms, live_stall_bound_ms()
+        if took is None or took <= bound:
+            return
+        text = (
+            f"live snapshot {snap.id} held the guest's disk I/O for about {took} ms (above the "
+            f"{bound} ms bound, {LIVE_STALL_ENV}): its cost grows with the volumes' mapped clusters"
+        )
+        log.warning("%s", text)
+        record.problems.append(Problem(description=text, severity="warning", time=self.w.now()))
 
     # ------------------------------------------------------------ delete
 

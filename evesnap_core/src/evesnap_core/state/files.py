@@ -78,6 +78,7 @@ def _consistency(data: dict[str, Any]) -> dict[str, Any]:
     levels was taken without freezing the guest: crash-consistent."""
     data.setdefault("Consistency", "crash-consistent")
     data.setdefault("ConsistencyDetail", "taken before evesnap recorded consistency levels")
+    data.setdefault("LiveSnapshotMilliseconds", None)
     return data
 
 
@@ -98,6 +99,7 @@ class SnapshotInstanceStatus(StoredFile):
     """Volumes exposed read-only until closed (evesnap snapshot open)."""
     consistency: Consistency = Field("crash-consistent", alias="Consistency")
     consistency_detail: str = Field("", alias="ConsistencyDetail")
+    live_snapshot_ms: int | None = Field(None, alias="LiveSnapshotMilliseconds")
 
 
 class VolumeSnapshotMeta(StoredModel):

@@ -360,6 +360,7 @@ class PersistStore:
             exports=s.exports,
             consistency=s.consistency,
             consistency_detail=s.consistency_detail,
+            live_snapshot_ms=s.live_snapshot_ms,
             config_id=c.config_id,
             config_version=s.config_version.version,
             config_json=_config_json(c.config),
@@ -709,6 +710,7 @@ def snapshot_files(snapshot: SnapshotRecord) -> dict[str, StoredFile]:
             exports=snapshot.exports,
             consistency=snapshot.consistency,
             consistency_detail=snapshot.consistency_detail,
+            live_snapshot_ms=snapshot.live_snapshot_ms,
         ),
     }
 

@@ -43,7 +43,7 @@ def guest_exec(sock: Path, argv: list[str], timeout: float = 60.0, wait: bool = 
     with ``wait=False``, its guest pid at once: a background workload)."""
     with GuestAgent(sock, timeout=10) as agent:
         started = agent.execute(
-            "guest-exec", {"path": argv[0], "arg": argv[1:], "capture-output": wait}, timeout=30
+            "guest-exec", {"path": argv[0], "arg": argv[1:], "capture-output": True}, timeout=30
         )
         pid = int(started["pid"])
         if not wait:
