@@ -5,7 +5,8 @@ VM, qemu-img snapshot each volume, start it again).
 The guest-visible pause is read from QEMU itself: STOP/RESUME events on a
 second QMP monitor and ``query-status`` right after the snapshot (live path);
 the time from the VM's stop until it runs again (reference path). Target: 0 ms
-paused on the live path.
+paused on the live path (vCPUs; what the guest's I/O waits is measured inside a
+real guest by benchmarks/guest_stall.py).
 
     .venv/bin/python benchmarks/downtime.py [--reps 5] [--mib 256]
 """
