@@ -28,7 +28,7 @@ def utcnow() -> datetime:
 class Problem(BaseModel):
     """An error or warning to report, with when it happened."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     description: str
     time: datetime = Field(default_factory=utcnow)
@@ -57,6 +57,8 @@ VolumeState = Literal["ready", "error"]
 class VolumeRecord(BaseModel):
     """One generation of one volume."""
 
+    model_config = ConfigDict(defer_build=True)
+
     spec: VolumeSpec
     handle: VolumeHandle | None = None
     state: VolumeState = "ready"
@@ -82,6 +84,8 @@ the app-level snapshot id."""
 class VolumeSnapshot(BaseModel):
     """One volume's part of an app snapshot (the reference's VolumeSnapshotMeta)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     handle: VolumeHandle
     info: SnapshotInfo
     retired: bool = False
@@ -98,6 +102,8 @@ SnapshotOrigin = Literal["controller", "local", "schedule"]
 
 class SnapshotRecord(BaseModel):
     """One app snapshot, from request to deletion."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     app: UUID
@@ -142,6 +148,8 @@ class SnapshotRecord(BaseModel):
 
 class AppRecord(BaseModel):
     """Everything the orchestrator tracks for one app."""
+
+    model_config = ConfigDict(defer_build=True)
 
     uuid: UUID
     name: str = ""

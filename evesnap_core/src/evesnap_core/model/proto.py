@@ -235,6 +235,7 @@ class ProtoMessage(BaseModel):
         serialize_by_alias=True,
         use_enum_values=False,
         validate_default=False,
+        defer_build=True,
     )
 
     @model_validator(mode="wrap")

@@ -54,7 +54,7 @@ Migration = Callable[[dict[str, Any]], dict[str, Any]]
 class StoredModel(BaseModel):
     """A structure inside a state file: Go-style names on disk, unknown fields kept."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class StoredFile(StoredModel):
