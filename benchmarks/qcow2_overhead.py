@@ -47,8 +47,10 @@ def measure(gib: float, reps: int) -> bool:
         handle = daemon_path.create_volume(VolumeSpec(uuid=uuid.uuid4(), format="qcow2", size_bytes=size))
         image = Path(handle.location)
         written = int(gib * 2**30)
+        chunk = 2**30  # qemu-io takes at most about 2 GiB in one request
+        writes = [f"write -P 0x5a {o} {min(chunk, written - o)}" for o in range(0, written, chunk)]
         subprocess.run(
-            ["qemu-io", "-f", "qcow2", "-c", f"write -P 0x5a 0 {written}", str(image)],
+            ["qemu-io", "-f", "qcow2", *(w for c in writes for w in ("-c", c)), str(image)],
             check=True,
             capture_output=True,
         )
