@@ -15,7 +15,7 @@ import pytest
 
 from evesnap_core.discovery import load_backends
 
-from ..support import EVESNAP, MIB, VOL, Cli
+from ..support import MIB, VOL, Cli
 
 CTRL = "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
 
@@ -216,25 +216,10 @@ def test_the_agent_runs_the_policy(cli: Cli) -> None:
         cli, '[default]\nschedules = { m = "* * * * *" }\n[default.retention]\nlatest = 1\n'
     )
     reports = cli.root / "reports.json"
-    agent = subprocess.Popen(
-        [
-            EVESNAP,
-            "agent",
-            "--config",
-            str(config),
-            "--reports",
-            str(reports),
-            "--interval",
-            "0.2",
-            "--policy",
-            policy,
-        ],
-        env=cli.env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    cli.start_agent(config, reports, extra=("--policy", policy))
+    agent = cli.agent
+    assert agent is not None
     try:
-        cli.agent = agent
         data = cli.wait_reports(reports, lambda d: len(d["apps"][0]["snapshots"]) == 2, timeout=60)
         ids = {s["id"] for s in data["apps"][0]["snapshots"]}
         assert CTRL in ids

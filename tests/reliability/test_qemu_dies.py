@@ -282,23 +282,7 @@ def test_the_agent_brings_back_a_dead_vm_without_a_new_config(pair: Pair) -> Non
     """--resync: the same config reconciled again finds the VM dead, says so, restarts it."""
     config, reports = pair.root / "device.json", pair.root / "reports.json"
     config.write_text(json.dumps(pair.config_data(snapshots={APP: [], OTHER: []})))
-    pair.agent = subprocess.Popen(
-        [
-            EVESNAP,
-            "agent",
-            "--config",
-            str(config),
-            "--reports",
-            str(reports),
-            "--interval",
-            "0.2",
-            "--resync",
-            "1",
-        ],
-        env=pair.env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    pair.start_agent(config, reports, extra=("--resync", "1"))
     pair.wait_reports(reports, lambda r: len(r["apps"]) == 2)
     dead = pair.pid(APP)
     os.kill(dead, signal.SIGKILL)
