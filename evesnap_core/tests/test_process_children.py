@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from evesnap_core import process
 
 
@@ -24,13 +26,18 @@ def _gone(pid: int, within: float = 10.0) -> bool:
     return False
 
 
-def test_a_child_dies_with_a_killed_evesnap(tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["setpriv", "preexec_fn"])
+def test_a_child_dies_with_a_killed_evesnap(tmp_path: Path, via: str) -> None:
+    """Both ways of setting the death-signal: setpriv before the tool (a vfork,
+    the default here), and a preexec_fn (a fork, where setpriv is missing)."""
     marker = tmp_path / "child.pid"
     script = textwrap.dedent(
         f"""
         import threading
         from pathlib import Path
         from evesnap_core import process
+        if {via!r} == "preexec_fn":
+            process._setpriv = lambda: None
         process.set_owner(Path({str(tmp_path)!r}))
         threading.Thread(target=process.run, args=(["sleep", "60"],), daemon=True).start()
         import time
@@ -57,6 +64,26 @@ def test_a_child_dies_with_a_killed_evesnap(tmp_path: Path) -> None:
         if parent.poll() is None:
             parent.kill()
     del marker
+
+
+def test_children_start_through_setpriv_here_and_a_missing_tool_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every Debian has util-linux's setpriv: the fast launch is the one used
+    (the test above would otherwise only test the fallback twice). A tool that
+    is not installed is FileNotFoundError naming it on both launches, as Popen
+    says it, never setpriv's exit status."""
+    launched, preexec = process.dying_with_parent(["qemu-img", "info"])
+    assert preexec is None and launched[1:] == ["--pdeathsig", "KILL", "--", "qemu-img", "info"]
+    stat = process.run(["cat", "/proc/self/stat"]).stdout.decode()
+    comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+    assert comm == "cat" and int(fields[1]) == os.getpid()  # setpriv became the tool: our child, our pid
+    for fallback in (False, True):
+        if fallback:
+            monkeypatch.setattr(process, "_setpriv", lambda: None)
+        with pytest.raises(FileNotFoundError) as missing:
+            process.run(["evesnap-no-such-tool", "--version"])
+        assert "evesnap-no-such-tool" in str(missing.value)
 
 
 def test_an_orphan_on_the_same_persist_folder_is_waited_for(tmp_path: Path) -> None:

@@ -10,16 +10,26 @@ it dies, even by SIGKILL), so no half-done backend step (a ``qemu-img
 snapshot -c``) finishes behind an evesnap that restarted and recovered. As a
 second net, every child carries ``EVESNAP_OWNER=<persist tag>:<pid>`` in its
 environment: `wait_for_orphans` finds children of a dead evesnap on the same
-persist folder (a kernel without PDEATHSIG, a daemon that forked away) and
-waits for them, or kills them, before the next writer goes on.
+persist folder (a kernel without PDEATHSIG, a daemon that forked away, one
+whose evesnap died before the death-signal was set) and waits for them, or
+kills them, before the next writer goes on.
+
+How the death-signal is set: through util-linux's ``setpriv --pdeathsig
+KILL`` put before the tool (``setpriv`` sets it, then execs the tool, which
+keeps it), so that Python starts the child with vfork. A ``preexec_fn``
+calling prctl makes Python fork the whole interpreter instead: 6-7 ms a
+child against ~3 ms here (``benchmarks/spawn_cost.py``), paid by every
+qemu-img call. Without a usable ``setpriv`` the ``preexec_fn`` is the way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -78,6 +88,40 @@ def die_with_parent(parent: int | None = None) -> Callable[[], None]:
             os._exit(137)
 
     return preexec
+
+
+SETPRIV_PROBE_TIMEOUT = 5.0
+
+
+@functools.cache
+def _setpriv() -> str | None:
+    """The ``setpriv`` that can set a death-signal here (probed once), or None."""
+    path = shutil.which("setpriv")
+    if path is None:
+        return None
+    try:
+        probe = subprocess.run(
+            [path, "--pdeathsig", "KILL", "--", "true"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=SETPRIV_PROBE_TIMEOUT,
+            preexec_fn=die_with_parent(),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if probe.returncode == 0 else None
+
+
+def dying_with_parent(args: Sequence[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """`args` and the ``preexec_fn`` that start a child killed when its parent
+    thread dies: ``setpriv --pdeathsig KILL -- args`` and none (a vfork), or,
+    without setpriv, `args` and :func:`die_with_parent` (a fork)."""
+    setpriv = _setpriv()
+    if setpriv is None:
+        return list(args), die_with_parent()
+    if shutil.which(args[0]) is None:  # as Popen says it, not as setpriv's exit status
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), args[0])
+    return [setpriv, "--pdeathsig", "KILL", "--", *args], None
 
 
 _spawning_in_main = False
@@ -140,17 +184,18 @@ def run(
     if isinstance(argv, (str, bytes)):
         raise TypeError("argv must be a list of arguments, never a shell string")
     args = [os.fspath(a) for a in argv]
+    launched, preexec = dying_with_parent(args)
     proc: subprocess.Popen[bytes] | None = None
     try:
         with _spawn_window():
-            proc = subprocess.Popen(  # preexec_fn only calls prctl and getppid (thread-safe)
-                args,
+            proc = subprocess.Popen(  # a preexec_fn only calls prctl and getppid (thread-safe)
+                launched,
                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=child_env(env),
                 start_new_session=True,
-                preexec_fn=die_with_parent(),
+                preexec_fn=preexec,
             )
         out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
