@@ -5,6 +5,7 @@ the same persist folder is found and waited for (or killed)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def test_a_child_dies_with_a_killed_evesnap(tmp_path: Path, via: str) -> None:
 
 
 def test_children_start_through_setpriv_here_and_a_missing_tool_is_named(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Every Debian has util-linux's setpriv: the fast launch is the one used
     (the test above would otherwise only test the fallback twice). A tool that
@@ -78,6 +79,10 @@ def test_children_start_through_setpriv_here_and_a_missing_tool_is_named(
     stat = process.run(["cat", "/proc/self/stat"]).stdout.decode()
     comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
     assert comm == "cat" and int(fields[1]) == os.getpid()  # setpriv became the tool: our child, our pid
+    tools = tmp_path / "tools"  # a tool found only on the child's own PATH is found, as Popen finds it
+    tools.mkdir()
+    (tools / "evesnap-only-here").symlink_to(shutil.which("true") or "/bin/true")
+    assert process.run(["evesnap-only-here"], env={"PATH": str(tools)}).returncode == 0
     for fallback in (False, True):
         if fallback:
             monkeypatch.setattr(process, "_setpriv", lambda: None)

@@ -112,14 +112,18 @@ def _setpriv() -> str | None:
     return path if probe.returncode == 0 else None
 
 
-def dying_with_parent(args: Sequence[str]) -> tuple[list[str], Callable[[], None] | None]:
+def dying_with_parent(
+    args: Sequence[str], env: Mapping[str, str] | None = None
+) -> tuple[list[str], Callable[[], None] | None]:
     """`args` and the ``preexec_fn`` that start a child killed when its parent
     thread dies: ``setpriv --pdeathsig KILL -- args`` and none (a vfork), or,
-    without setpriv, `args` and :func:`die_with_parent` (a fork)."""
+    without setpriv, `args` and :func:`die_with_parent` (a fork). `env` is the
+    child's environment: its PATH finds the tool, as Popen's would."""
     setpriv = _setpriv()
     if setpriv is None:
         return list(args), die_with_parent()
-    if shutil.which(args[0]) is None:  # as Popen says it, not as setpriv's exit status
+    search = os.pathsep.join(os.get_exec_path(env))
+    if shutil.which(args[0], path=search) is None:  # as Popen says it, not as setpriv's exit status
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), args[0])
     return [setpriv, "--pdeathsig", "KILL", "--", *args], None
 
@@ -184,7 +188,8 @@ def run(
     if isinstance(argv, (str, bytes)):
         raise TypeError("argv must be a list of arguments, never a shell string")
     args = [os.fspath(a) for a in argv]
-    launched, preexec = dying_with_parent(args)
+    environment = child_env(env)
+    launched, preexec = dying_with_parent(args, environment)
     proc: subprocess.Popen[bytes] | None = None
     try:
         with _spawn_window():
@@ -193,7 +198,7 @@ def run(
                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=child_env(env),
+                env=environment,
                 start_new_session=True,
                 preexec_fn=preexec,
             )
