@@ -144,50 +144,52 @@ def measure(gib: float, reps: int) -> bool:
             op: {p: [] for p in PATHS + FLOORS} for op in OPERATIONS
         }
         floor = PlainMonitor(Path(tmp))
-        for i in range(reps + 1):
-            bd, be, bq = f"bare-{i}", f"daemon-{i}", f"plain-{i}"
-            steps: dict[str, dict[str, Callable[[], object]]] = {
-                "create": {
-                    "qemu-img": bare("-c", bd),
-                    "daemon": lambda s=be: daemon_path.snapshot(handle, s),
-                    "via qemu-img": lambda s=bq: plain_path.snapshot(handle, s),
-                },
-                "list": {
-                    "qemu-img": bare("-l"),
-                    "daemon": lambda: daemon_path.list_snapshots(handle),
-                    "via qemu-img": lambda: plain_path.list_snapshots(handle),
-                },
-                "rollback": {
-                    "qemu-img": bare("-a", bd),
-                    "daemon": lambda s=be: daemon_path.rollback(handle, s),
-                    "via qemu-img": lambda s=bq: plain_path.rollback(handle, s),
-                },
-                "delete": {
-                    "qemu-img": bare("-d", bd),
-                    "daemon": lambda s=be: daemon_path.delete_snapshot(handle, s),
-                    "via qemu-img": lambda s=bq: plain_path.delete_snapshot(handle, s),
-                },
-            }
-            for name, fns in steps.items():
-                order = PATHS[i % 3 :] + PATHS[: i % 3]
-                for which in order:
-                    elapsed = timed(fns[which])
-                    if i:  # repetition 0 is the warm-up
-                        results[name][which].append(elapsed)
-                if name in QMP_COMMAND:  # the floor, on tag floor-i: made by create, gone after delete
-                    tag = f"floor-{i}"
-                    if name == "create":
-                        whole = timed(floor.whole(image, "create", tag))
-                        floor.untimed(image, "delete", tag)
-                        alone = floor.alone(image, "create", tag)
-                    else:
-                        alone = floor.alone(image, "delete", tag)
-                        floor.untimed(image, "create", tag)
-                        whole = timed(floor.whole(image, "delete", tag))
-                    if i:
-                        results[name]["QMP alone"].append(whole)
-                        results[name]["command alone"].append(alone)
-        floor.stop()
+        try:
+            for i in range(reps + 1):
+                bd, be, bq = f"bare-{i}", f"daemon-{i}", f"plain-{i}"
+                steps: dict[str, dict[str, Callable[[], object]]] = {
+                    "create": {
+                        "qemu-img": bare("-c", bd),
+                        "daemon": lambda s=be: daemon_path.snapshot(handle, s),
+                        "via qemu-img": lambda s=bq: plain_path.snapshot(handle, s),
+                    },
+                    "list": {
+                        "qemu-img": bare("-l"),
+                        "daemon": lambda: daemon_path.list_snapshots(handle),
+                        "via qemu-img": lambda: plain_path.list_snapshots(handle),
+                    },
+                    "rollback": {
+                        "qemu-img": bare("-a", bd),
+                        "daemon": lambda s=be: daemon_path.rollback(handle, s),
+                        "via qemu-img": lambda s=bq: plain_path.rollback(handle, s),
+                    },
+                    "delete": {
+                        "qemu-img": bare("-d", bd),
+                        "daemon": lambda s=be: daemon_path.delete_snapshot(handle, s),
+                        "via qemu-img": lambda s=bq: plain_path.delete_snapshot(handle, s),
+                    },
+                }
+                for name, fns in steps.items():
+                    order = PATHS[i % 3 :] + PATHS[: i % 3]
+                    for which in order:
+                        elapsed = timed(fns[which])
+                        if i:  # repetition 0 is the warm-up
+                            results[name][which].append(elapsed)
+                    if name in QMP_COMMAND:  # the floor, on tag floor-i: made by create, gone after delete
+                        tag = f"floor-{i}"
+                        if name == "create":
+                            whole = timed(floor.whole(image, "create", tag))
+                            floor.untimed(image, "delete", tag)
+                            alone = floor.alone(image, "create", tag)
+                        else:
+                            alone = floor.alone(image, "delete", tag)
+                            floor.untimed(image, "create", tag)
+                            whole = timed(floor.whole(image, "delete", tag))
+                        if i:
+                            results[name]["QMP alone"].append(whole)
+                            results[name]["command alone"].append(alone)
+        finally:  # the floor's daemon never outlives the benchmark
+            floor.stop()
         from evesnap_qcow2 import daemon  # the benchmark reads what the backend started
 
         rss = daemon.shared().resident_bytes()

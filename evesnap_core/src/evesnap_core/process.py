@@ -17,9 +17,9 @@ kills them, before the next writer goes on.
 How the death-signal is set: through util-linux's ``setpriv --pdeathsig
 KILL`` put before the tool (``setpriv`` sets it, then execs the tool, which
 keeps it), so that Python starts the child with vfork. A ``preexec_fn``
-calling prctl makes Python fork the whole interpreter instead: 6-7 ms a
-child against ~3 ms here (``benchmarks/spawn_cost.py``), paid by every
-qemu-img call. Without a usable ``setpriv`` the ``preexec_fn`` is the way.
+calling prctl makes Python fork the whole interpreter instead: ~15 ms a
+child at an agent's size against ~3.4 ms (``benchmarks/spawn_cost.py``),
+paid by every qemu-img call. Without a usable ``setpriv`` the ``preexec_fn`` is the way.
 """
 
 from __future__ import annotations
