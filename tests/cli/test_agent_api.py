@@ -21,6 +21,7 @@ import pytest
 
 from evesnap_core.api.openapi import text as openapi_text
 from evesnap_core.settings import default_persist_dir, default_runtime_dir
+from evesnap_launch import agent_http
 from evesnap_launch import client as launch
 
 from ..support import APP, EVESNAP, MIB, VOL, VOL2, Cli
@@ -111,7 +112,7 @@ def test_resources_operations_and_events(device: tuple[Cli, Path, Path]) -> None
     cli, _, _ = device
     os.environ["EVESNAP_RUNTIME_DIR"] = str(cli.run_dir)
     try:
-        api = launch.Client(cli.run_dir / "evesnap.sock")
+        api = agent_http.Client(cli.run_dir / "evesnap.sock")
         status, info = api.request("GET", "/v1/agent")
         assert status == 200 and Path(info["persist"]) == (cli.root / "persist").resolve()
         status, apps = api.request("GET", "/v1/apps")
@@ -138,7 +139,7 @@ def test_resources_operations_and_events(device: tuple[Cli, Path, Path]) -> None
         assert status == 400
         api.close()
         # the event stream has the operations and the app's state
-        events = launch.Client(cli.run_dir / "evesnap.sock", timeout=10)
+        events = agent_http.Client(cli.run_dir / "evesnap.sock", timeout=10)
         events.conn.request("GET", "/v1/events?after=0")
         response = events.conn.getresponse()
         kinds = set()

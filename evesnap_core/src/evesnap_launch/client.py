@@ -1,6 +1,8 @@
 """The agent's API from the CLI, with the standard library only: http.client
 over an AF_UNIX socket (no HTTP library to import: the CLI's cold start stays
-a few tens of milliseconds; docs/performance.md).
+a few tens of milliseconds; docs/performance.md). `agent_http` (http.client and
+the email parser it imports, ~15 ms) is imported only once the socket is there:
+a command with no agent to ask works directly without paying for it.
 
 `forward` is the CLI's client mode: when an agent answers on the persist
 folder's socket, the command line runs inside it as an operation and its
@@ -9,53 +11,18 @@ output, progress and exit code come back as if it ran here.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from evesnap_launch.agent_http import Client
 
 SOCKET_NAME = "evesnap.sock"  # = evesnap_core.api.SOCKET_NAME
 LOCAL_ONLY = {"agent", "conformance", "monitor"}
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-class Client:
-    """One keep-alive connection to the agent's socket."""
-
-    def __init__(self, path: Path, timeout: float = 90.0) -> None:
-        self.path = path
-        self.conn = _UnixConnection(str(path), timeout)
-
-    def request(self, method: str, url: str, body: Any = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        self.conn.request(method, url, body=data, headers=headers)
-        response = self.conn.getresponse()
-        raw = response.read()
-        return response.status, json.loads(raw) if raw else None
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def runtime_dir() -> Path:
@@ -109,10 +76,12 @@ def connect(persist: Path) -> Client | None:
             return None
     except (OSError, RuntimeError, KeyError):  # an unreadable folder, no HOME: no agent to ask
         return None
+    from evesnap_launch.agent_http import Client, HTTPException
+
     client = Client(path)
     try:
         status, info = client.request("GET", "/v1/agent")
-    except (OSError, http.client.HTTPException, ValueError):
+    except (OSError, HTTPException, ValueError):
         client.close()
         return None
     try:
@@ -155,10 +124,12 @@ def forward(argv: list[str]) -> int | None:
     except _Stop as stop:
         name = signal.Signals(stop.signum).name
         client.close()  # it may be mid-answer: ask on a new connection
+        from evesnap_launch.agent_http import Client, HTTPException
+
         canceller = Client(client.path, timeout=10)
         try:
             canceller.request("DELETE", f"/v1/operations/{op['id']}")
-        except (OSError, http.client.HTTPException, ValueError):
+        except (OSError, HTTPException, ValueError):
             pass
         finally:
             canceller.close()

@@ -200,6 +200,28 @@ def test_a_file_as_evesnap_writes_it_takes_the_fast_path(
     assert loaded.value == expected.value and loaded.warnings == expected.warnings == []
 
 
+@pytest.mark.parametrize("depth", [stored.MAX_STATE_DEPTH, stored.MAX_STATE_DEPTH + 1, 100_000])
+def test_a_deeply_nested_file_is_bounded_on_the_fast_path_too(depth: int) -> None:
+    """The fast path does not count brackets itself: pydantic-core's parser refuses what
+    is nested past MAX_STATE_DEPTH (an upgrade that raised its limit fails here), and
+    the detailed path then names the depth; a file within the bound reads on both."""
+    doc = json.loads(snapshot_files(snapshot())[SNAPSHOT_STATUS].dump())
+    inner = depth - 1  # the document itself is the first level
+    raw = json.dumps(doc | {"Future": "@"}).replace('"@"', "[" * inner + "]" * inner)
+    assert stored.too_deep(raw) == (depth > stored.MAX_STATE_DEPTH)
+    if depth > stored.MAX_STATE_DEPTH:
+        with pytest.raises(ValueError, match="recursion limit"):
+            SnapshotInstanceStatus.model_validate_json(raw)
+        for fast in (True, False):
+            with pytest.raises(StateError, match=f"nested more than {stored.MAX_STATE_DEPTH} levels deep"):
+                parse_stored(SnapshotInstanceStatus, raw, "f", fast=fast)
+    else:
+        assert outcome(SnapshotInstanceStatus, raw, fast=True) == outcome(
+            SnapshotInstanceStatus, raw, fast=False
+        )
+        assert outcome(SnapshotInstanceStatus, raw, fast=True)[0] == "value"
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -335,6 +357,50 @@ def test_a_restart_rewrites_nothing_that_did_not_change(
         for snap in record.snapshots.values():
             store.save_snapshot(snap)
     assert written == []
+
+
+@pytest.mark.parametrize("odd_key", [False, True], ids=["plain", "a config field named Snapshots"])
+def test_a_restart_takes_each_app_record_as_its_file_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd_key: bool
+) -> None:
+    """An unchanged app after a restart is not dumped into a new file: the record's
+    part of the file is what save_app compares with (not a dump made while loading).
+    A controller's unknown field that looks like the file's own key cuts that part
+    wrong: the file is then written once more, and still reads back the same."""
+    config = app_config()
+    if odd_key:
+        config = AppInstanceConfig.model_validate(
+            config.model_dump(by_alias=True) | {"x": {"a": 1, "Snapshots": {"s1": 2}}}
+        )
+    store = PersistStore(tmp_path)
+    store.load()
+    record = AppRecord(uuid=APP, name="db", config=config, deployed=config)
+    record.snapshots = {"s1": snapshot("s1")}
+    store.save_app(record)
+    dumps: list[object] = []
+    original_dump = AppRecord.model_dump_json
+
+    def counted(self: AppRecord, **kwargs: Any) -> str:
+        dumps.append(self)
+        return original_dump(self, **kwargs)
+
+    monkeypatch.setattr(AppRecord, "model_dump_json", counted)
+    store = PersistStore(tmp_path)
+    apps, _ = store.load()
+    assert dumps == []
+    built: list[object] = []
+
+    class Counted(AppState):
+        def __init__(self, **fields: Any) -> None:
+            built.append(fields)
+            super().__init__(**fields)
+
+    monkeypatch.setattr(persist_store, "AppState", Counted)
+    store.save_app(apps[APP])
+    assert len(built) == (1 if odd_key else 0)
+    monkeypatch.undo()
+    again, _ = PersistStore(tmp_path).load()
+    assert again[APP] == apps[APP] and again[APP].config == config
 
 
 def test_loading_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None:

@@ -114,25 +114,33 @@ def _as_str(value: int) -> str:
     return str(value)
 
 
+# The range comes before the parser in each: it then applies to the int schema
+# itself (checked by pydantic-core) instead of as a Python step after the parser.
+
 Int64 = Annotated[
     int,
-    BeforeValidator(parse_integer),
     Field(ge=-INT64_MAX - 1, le=INT64_MAX),
+    BeforeValidator(parse_integer),
     PlainSerializer(_as_str, return_type=str, when_used="json"),
 ]
 """int64: a JSON string or number in, a string out (proto3 JSON)."""
 
-NonNegInt64 = Annotated[Int64, Field(ge=0)]
+NonNegInt64 = Annotated[
+    int,
+    Field(ge=0, le=INT64_MAX),
+    BeforeValidator(parse_integer),
+    PlainSerializer(_as_str, return_type=str, when_used="json"),
+]
 
 UInt64 = Annotated[
     int,
-    BeforeValidator(parse_integer),
     Field(ge=0, le=UINT64_MAX),
+    BeforeValidator(parse_integer),
     PlainSerializer(_as_str, return_type=str, when_used="json"),
 ]
 """uint64: the whole range 0..2^64-1; a string out (proto3 JSON)."""
 
-UInt32 = Annotated[int, BeforeValidator(parse_integer), Field(ge=0, le=UINT32_MAX)]
+UInt32 = Annotated[int, Field(ge=0, le=UINT32_MAX), BeforeValidator(parse_integer)]
 
 Bool = Annotated[bool, BeforeValidator(_parse_bool)]
 """bool: only JSON true or false (a proto3 parser refuses "true")."""

@@ -159,12 +159,15 @@ class PersistStore:
         """Snapshot id -> the app whose file has facts of its folder, and those facts."""
         twice: set[str] = set()
         for name in self._names(self.apps_dir, dirs=False):
-            state = self._read(f"{apps_dir}/{name}", AppState, app=_uuid_or_none(name[: -len(".json")]))
-            if state is not None:
+            read = self._read_raw(f"{apps_dir}/{name}", AppState, app=_uuid_or_none(name[: -len(".json")]))
+            if read is not None:
+                state, raw = read
                 record = state.app.model_copy(update={"snapshots": {}})
                 apps[record.uuid] = record
                 if state.snapshots and self.writable:
-                    as_loaded[record.uuid] = record.model_dump_json(by_alias=True)
+                    as_loaded[record.uuid] = _app_part(raw, record.uuid) or record.model_dump_json(
+                        by_alias=True
+                    )
                 for sid, facts in state.snapshots.items():
                     if facts.record.id == sid and facts.record.app == record.uuid:
                         if sid in known:
@@ -294,6 +297,17 @@ class PersistStore:
     ) -> Any:
         """The file as `model`, or None after it was set aside (reported on `app`, or on
         what `owner` says: asked only then)."""
+        read = self._read_raw(path, model, app, owner)
+        return read[0] if read is not None else None
+
+    def _read_raw(
+        self,
+        path: str | Path,
+        model: type[Any],
+        app: UUID | None = None,
+        owner: Callable[[], UUID | None] | None = None,
+    ) -> tuple[Any, bytes] | None:
+        """`_read`, with the bytes the file held."""
         where = os.fspath(path)
         try:
             raw = _slurp(where)
@@ -304,7 +318,7 @@ class PersistStore:
             return None
         self.warnings.extend(loaded.warnings)
         self._written[where] = _digest(raw)
-        return loaded.value
+        return loaded.value, raw
 
     def _read_snapshot(
         self, name: str, folder: str, apps: dict[UUID, AppRecord] | None = None, at: int | None = None
@@ -836,6 +850,19 @@ def _remove_tmp(folder: str) -> None:
 def _is_tmp(name: str) -> bool:
     """The names ``.*.tmp`` matches."""
     return name.startswith(".") and name.endswith(".tmp") and len(name) >= len("..tmp")
+
+
+def _app_part(raw: bytes, app: UUID) -> str | None:
+    """The app record's JSON in an app file that `AppState.dump` wrote (its ``App``,
+    between the ids and the facts), without dumping the record again; None for a
+    file laid out otherwise. A part cut wrong (a ``"Snapshots"`` key inside the
+    record's own configs) never equals a record's whole dump: it only costs one
+    rewrite of the file."""
+    head = b'{"SchemaVersion":%d,"AppInstanceID":"%s","App":' % (AppState.SCHEMA, str(app).encode())
+    if not raw.startswith(head):
+        return None
+    end = raw.find(b',"Snapshots":{', len(head))
+    return raw[len(head) : end].decode(errors="replace") if end > 0 else None
 
 
 def _uuid_or_none(text: str) -> UUID | None:

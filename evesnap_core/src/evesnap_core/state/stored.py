@@ -44,9 +44,12 @@ MAX_STATE_BYTES = 32 << 20
 """The most a state file may hold (32 MiB; docs/state.md). evesnap's own are far
 smaller (a device config of 1,000 apps is about 2 MiB); a bigger one is damage,
 and is set aside unread instead of being read whole into memory."""
-MAX_STATE_DEPTH = 200
+MAX_STATE_DEPTH = 201
 """The deepest nesting a state file may have: a config is refused past 100 levels
-(model/validation.py), and a state file wraps it in a few more."""
+(model/validation.py), and a state file wraps it in a few more. It is the depth
+pydantic-core's JSON parser itself takes (its recursion limit of 200 below the
+document), so that the fast read, which leaves the bound to that parser, and
+the detailed one, which counts, draw the line at the same place."""
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -133,9 +136,12 @@ def read_stored(model: type[F], path: Path) -> Loaded[F]:
 
 
 def parse_stored(model: type[F], raw: bytes | str, where: str, fast: bool = True) -> Loaded[F]:
-    """Parse `raw` as `model`; `fast=False` always takes the detailed path (same result)."""
-    if too_deep(raw):
-        raise StateError(where, f"stored data is nested more than {MAX_STATE_DEPTH} levels deep")
+    """Parse `raw` as `model`; `fast=False` always takes the detailed path (same result).
+
+    The fast path needs no depth check of its own: pydantic-core's JSON parser
+    refuses a text nested deeper than MAX_STATE_DEPTH (its own recursion limit; a
+    test holds the two equal), and the refusal sends the file to
+    the detailed path, which bounds the depth before `json` reads it."""
     if fast and _plain(raw):
         try:
             value = model.model_validate_json(raw)
@@ -176,6 +182,8 @@ def _complete(value: StoredModel, plan: _Plan) -> bool:
 
 
 def _parse_detailed(model: type[F], raw: bytes | str, where: str) -> Loaded[F]:
+    if too_deep(raw):
+        raise StateError(where, f"stored data is nested more than {MAX_STATE_DEPTH} levels deep")
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:

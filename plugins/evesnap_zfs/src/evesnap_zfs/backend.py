@@ -43,7 +43,7 @@ from evesnap_core import (
 )
 from evesnap_core.toolkit import crashpoint, serialised
 from evesnap_zfs import datasets, devices, names
-from evesnap_zfs.libzfs import load_libzfs_core
+from evesnap_zfs.libzfs import libzfs_core_missing, load_libzfs_core
 
 NAME = "zfs"
 PLUGIN_API_VERSION = 1
@@ -88,7 +88,12 @@ class ZfsBackend:
         self.pool = context.option("pool", "persist")
         self.root = names.volumes_root(self.pool, context.option("prefix", "vault"))
         self.locks = context.persist_dir / "zfs" / "locks"
-        self.lzc, self.unavailable_reason = load_libzfs_core()
+        self.lzc: Any = None
+        self.unavailable_reason = libzfs_core_missing()
+        if not self.unavailable_reason and not Path("/dev/zfs").exists():  # before the costly import
+            self.unavailable_reason = "the zfs kernel module is not loaded (/dev/zfs is missing)"
+        if not self.unavailable_reason:
+            self.lzc, self.unavailable_reason = load_libzfs_core()
         if self.lzc is not None and not self.unavailable_reason:
             self.unavailable_reason = self._check_pool()
 
@@ -105,8 +110,6 @@ class ZfsBackend:
         return stack
 
     def _check_pool(self) -> str:
-        if not Path("/dev/zfs").exists():
-            return "the zfs kernel module is not loaded (/dev/zfs is missing)"
         assert self.lzc is not None
         try:
             if not self.lzc.lzc_exists(self.pool.encode()):
