@@ -162,7 +162,9 @@ class PersistStore:
             read = self._read_raw(f"{apps_dir}/{name}", AppState, app=_uuid_or_none(name[: -len(".json")]))
             if read is not None:
                 state, raw = read
-                record = state.app.model_copy(update={"snapshots": {}})
+                record = state.app  # the file's own object: nothing else holds it
+                if record.snapshots:  # an app file holds none (its snapshots are their folders)
+                    record.snapshots = {}
                 apps[record.uuid] = record
                 if state.snapshots and self.writable:
                     as_loaded[record.uuid] = _app_part(raw, record.uuid) or record.model_dump_json(
