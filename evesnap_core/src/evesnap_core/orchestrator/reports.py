@@ -84,27 +84,35 @@ def app_report(wiring: Wiring, record: AppRecord) -> ZInfoApp:
     )
 
 
+# An error is given only when there is one: a None given would be dropped again
+# by the message's null rule (ProtoMessage), a copy of the fields each time.
+
+
 def snapshot_report(snap: SnapshotRecord) -> ZInfoSnapshot:
-    return ZInfoSnapshot(
-        id=snap.id,
-        config_id=str(snap.config_id),
-        config_version=snap.config_version,
-        create_time=snap.created,
-        type=snap.type,
-        snap_err=snap.error.to_error_info() if snap.error else None,
-    )
+    fields: dict[str, Any] = {
+        "id": snap.id,
+        "config_id": str(snap.config_id),
+        "config_version": snap.config_version,
+        "create_time": snap.created,
+        "type": snap.type,
+    }
+    if snap.error:
+        fields["snap_err"] = snap.error.to_error_info()
+    return ZInfoSnapshot(**fields)
 
 
 def volume_report(volume: VolumeRecord) -> ZInfoVolume:
-    return ZInfoVolume(
-        uuid=str(volume.spec.uuid),
-        display_name=volume.spec.display_name,
-        usage=UsageInfo(create_time=volume.created),
-        resources=VolumeResources(max_size_bytes=volume.spec.size_bytes),
-        state=ZSwState.CREATED_VOLUME if volume.state == "ready" else ZSwState.ERROR,
-        volume_err=volume.error.to_error_info() if volume.error else None,
-        generation_count=volume.spec.generation,
-    )
+    fields: dict[str, Any] = {
+        "uuid": str(volume.spec.uuid),
+        "display_name": volume.spec.display_name,
+        "usage": UsageInfo(create_time=volume.created),
+        "resources": VolumeResources(max_size_bytes=volume.spec.size_bytes),
+        "state": ZSwState.CREATED_VOLUME if volume.state == "ready" else ZSwState.ERROR,
+        "generation_count": volume.spec.generation,
+    }
+    if volume.error:
+        fields["volume_err"] = volume.error.to_error_info()
+    return ZInfoVolume(**fields)
 
 
 def describe_snapshot(wiring: Wiring, record: AppRecord, snap: SnapshotRecord) -> dict[str, Any]:
