@@ -159,7 +159,7 @@ class PersistStore:
         """Snapshot id -> the app whose file has facts of its folder, and those facts."""
         twice: set[str] = set()
         for name in self._names(self.apps_dir, dirs=False):
-            read = self._read_raw(f"{apps_dir}/{name}", AppState, app=_uuid_or_none(name[: -len(".json")]))
+            read = self._read(f"{apps_dir}/{name}", AppState, app=_uuid_or_none(name[: -len(".json")]))
             if read is not None:
                 state, raw = read
                 record = state.app  # the file's own object: nothing else holds it
@@ -204,9 +204,9 @@ class PersistStore:
             return users.get(name)
 
         for name in self._names(self.volumes_dir, dirs=False):
-            vstate = self._read(f"{volumes_dir}/{name}", VolumeState, owner=partial(user, name))
-            if vstate is not None:
-                volumes[vstate.volume.key] = vstate.volume
+            vread = self._read(f"{volumes_dir}/{name}", VolumeState, owner=partial(user, name))
+            if vread is not None:
+                volumes[vread[0].volume.key] = vread[0].volume
         if self._legacy is not None and not self.writable:
             apps, volumes = self._legacy.apps | apps, self._legacy.volumes | volumes
         self._damaged.extend(self._quarantined())
@@ -296,20 +296,9 @@ class PersistStore:
         model: type[Any],
         app: UUID | None = None,
         owner: Callable[[], UUID | None] | None = None,
-    ) -> Any:
-        """The file as `model`, or None after it was set aside (reported on `app`, or on
-        what `owner` says: asked only then)."""
-        read = self._read_raw(path, model, app, owner)
-        return read[0] if read is not None else None
-
-    def _read_raw(
-        self,
-        path: str | Path,
-        model: type[Any],
-        app: UUID | None = None,
-        owner: Callable[[], UUID | None] | None = None,
     ) -> tuple[Any, bytes] | None:
-        """`_read`, with the bytes the file held."""
+        """The file as `model` and the bytes it held, or None after it was set aside
+        (reported on `app`, or on what `owner` says: asked only then)."""
         where = os.fspath(path)
         try:
             raw = _slurp(where)
@@ -457,8 +446,8 @@ class PersistStore:
         if not path.exists():
             return self._legacy.device if self._legacy is not None else None
         with _collector_paused():
-            state = self._read(path, DeviceState)
-        return state.config if state is not None else None
+            read = self._read(path, DeviceState)
+        return read[0].config if read is not None else None
 
     def save_device(self, config: DeviceConfig) -> None:
         path = self.root / "device.json"
@@ -647,8 +636,9 @@ class PersistStore:
     def unfinished(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
         for path in self._files(self.journal_dir):
-            item = self._read(path, Intent)
-            if item is not None:
+            read = self._read(path, Intent)
+            if read is not None:
+                item = read[0]
                 out.append(
                     {
                         "intent": path.stem,
