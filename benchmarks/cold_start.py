@@ -13,7 +13,8 @@ to the baseline's.
 Each runs from bytecode compiled in the warm-up round (as a device image has
 it; the caches in a folder of this run). The baseline is the revision's source
 of the core and of every backend (``git archive``) put first on PYTHONPATH,
-with this virtualenv's packages and entry points. Goal (issue #22): ``plugins`` and ``status`` under 200 ms.
+with this virtualenv's packages and entry points. Goal (issue #22): ``plugins``
+and ``status`` under 200 ms.
 """
 
 from __future__ import annotations
